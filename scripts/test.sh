@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real services.
+# Usage: scripts/test.sh [extra args for cargo nextest run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast "$@"
+else
+  cargo test --workspace --all-features --no-fail-fast --lib --bins --tests --examples "$@"
+fi
+# nextest does not run doc tests.
+cargo test --workspace --all-features --doc
