@@ -1,8 +1,9 @@
 //! One execution in flight: its phase, its waiters and how they are woken.
 
+use std::mem;
 use std::sync::Mutex;
-
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::Error;
 use crate::lock::lock;
@@ -10,17 +11,27 @@ use crate::lock::lock;
 /// The shared state of one execution.
 ///
 /// Lock order, everywhere: a shard's lock before a call's lock, never the
-/// reverse. Neither lock is held across an `.await`.
+/// reverse. Neither lock is held across an `.await`, and wakers are woken
+/// after the lock is released.
 pub(crate) struct Call<V, E> {
+    /// Callers registered on this call other than its leader.
+    ///
+    /// Raised only with the shard locked (a caller joins through the map),
+    /// lowered only with this call locked; every decision that reads it
+    /// holds the lock that orders it (see each method). An atomic rather
+    /// than a field of `state` so that joining takes one lock, not two.
+    waiters: AtomicUsize,
     state: Mutex<State<V, E>>,
-    /// Woken when the phase leaves `Running`.
-    changed: Notify,
 }
 
 struct State<V, E> {
     phase: Phase<V, E>,
-    /// Callers registered on this call other than its leader.
-    waiters: usize,
+    /// Wakers of waiters that saw the call running. A cancelled waiter
+    /// clears its slot; slots are reclaimed when the list is drained, which
+    /// happens whenever the phase leaves `Running`.
+    wakers: Vec<Option<Waker>>,
+    /// Bumped each time `wakers` is drained, so that old tickets are void.
+    generation: u64,
 }
 
 enum Phase<V, E> {
@@ -31,8 +42,15 @@ enum Phase<V, E> {
     Abandoned,
     /// The execution finished with this outcome; waiters clone it.
     Done(Result<V, Error<E>>),
-    /// The execution finished and nobody was waiting for the outcome.
+    /// The execution ended and nobody was waiting for the outcome.
     Finished,
+}
+
+/// Where a waiter's waker sits in the list, while its generation lasts.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket {
+    generation: u64,
+    index: usize,
 }
 
 /// What a waiter found when it looked at the call.
@@ -41,110 +59,165 @@ pub(crate) enum Seen<V, E> {
     Outcome(Result<V, Error<E>>),
     /// The leader was dropped; this waiter is now the leader.
     Lead,
-    /// Still running; wait for the next change.
-    Running,
 }
 
 impl<V, E> Call<V, E> {
     pub(crate) fn new() -> Self {
         Call {
+            waiters: AtomicUsize::new(0),
             state: Mutex::new(State {
                 phase: Phase::Running,
-                waiters: 0,
+                wakers: Vec::new(),
+                generation: 0,
             }),
-            changed: Notify::new(),
         }
     }
 
     /// Registers one more waiter. Called with the call's shard locked.
     pub(crate) fn add_waiter(&self) {
-        lock(&self.state).waiters += 1;
+        self.waiters.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn waiters(&self) -> usize {
-        lock(&self.state).waiters
+        self.waiters.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn changed(&self) -> &Notify {
-        &self.changed
+    /// Lowers the waiter count and returns what is left. Called with the
+    /// call locked; a read-modify-write because joins may run concurrently.
+    fn remove_waiter(&self) -> usize {
+        match self
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        {
+            Ok(before) => before - 1,
+            Err(_) => 0,
+        }
     }
 
-    /// A registered waiter looks at the phase; if the leader is gone, the
-    /// waiter leaves the waiter count and becomes the leader.
-    pub(crate) fn look(&self) -> Seen<V, E>
+    /// A registered waiter looks at the phase: it takes a clone of the
+    /// outcome, or becomes the leader if the leader is gone (leaving the
+    /// waiter count), or leaves its waker to be woken on the next change.
+    pub(crate) fn poll_seen(
+        &self,
+        ticket: &mut Option<Ticket>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Seen<V, E>>
     where
         V: Clone,
         E: Clone,
     {
         let mut state = lock(&self.state);
         match &state.phase {
-            Phase::Done(outcome) => Seen::Outcome(outcome.clone()),
+            Phase::Done(outcome) => Poll::Ready(Seen::Outcome(outcome.clone())),
             Phase::Abandoned => {
                 state.phase = Phase::Running;
-                state.waiters = state.waiters.saturating_sub(1);
-                Seen::Lead
+                self.remove_waiter();
+                Poll::Ready(Seen::Lead)
             }
             // `Finished` is only set when no waiter is registered, so a
-            // registered waiter never sees it; treat it as still running.
-            Phase::Running | Phase::Finished => Seen::Running,
+            // registered waiter never sees it; it waits like on `Running`.
+            Phase::Running | Phase::Finished => {
+                state.register(ticket, cx.waker());
+                Poll::Pending
+            }
         }
     }
 
     /// The leader publishes its outcome. Call only after the call's entry
-    /// left the map, so that no waiter can register any more.
+    /// left the map (under the shard lock), so that no waiter can join any
+    /// more and every join that happened is visible here.
     pub(crate) fn finish(&self, outcome: &Result<V, Error<E>>)
     where
         V: Clone,
         E: Clone,
     {
-        let wake = {
-            let mut state = lock(&self.state);
-            if state.waiters == 0 {
-                state.phase = Phase::Finished;
-                false
-            } else {
-                state.phase = Phase::Done(outcome.clone());
-                true
-            }
-        };
-        if wake {
-            self.changed.notify_waiters();
+        // Nobody joined, or everybody left: there is no one to tell, and
+        // nobody can come. The common, uncontended case skips the lock.
+        if self.waiters() == 0 {
+            return;
         }
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.phase = if self.waiters() == 0 {
+                Phase::Finished
+            } else {
+                Phase::Done(outcome.clone())
+            };
+            state.drain()
+        };
+        wake_all(wakers);
     }
 
     /// The leader is being dropped unfinished. Called with the call's shard
     /// locked. Returns `true` when nobody waits, so the caller must remove
     /// the entry; otherwise hands the call to the waiters.
     pub(crate) fn abandon(&self) -> bool {
-        let nobody_waits = {
+        let (nobody_waits, wakers) = {
             let mut state = lock(&self.state);
-            if state.waiters == 0 {
-                state.phase = Phase::Finished;
-                true
+            let nobody_waits = self.waiters() == 0;
+            state.phase = if nobody_waits {
+                Phase::Finished
             } else {
-                state.phase = Phase::Abandoned;
-                false
-            }
+                Phase::Abandoned
+            };
+            (nobody_waits, state.drain())
         };
-        if !nobody_waits {
-            self.changed.notify_waiters();
-        }
+        wake_all(wakers);
         nobody_waits
     }
 
     /// A waiter is being dropped before it got its outcome. Called with the
     /// call's shard locked. Returns `true` when it was the last waiter of an
     /// abandoned call, so the caller must remove the entry.
-    pub(crate) fn leave(&self) -> bool {
+    pub(crate) fn leave(&self, ticket: Option<Ticket>) -> bool {
         let mut state = lock(&self.state);
+        if let Some(ticket) = ticket
+            && ticket.generation == state.generation
+            && let Some(slot) = state.wakers.get_mut(ticket.index)
+        {
+            *slot = None;
+        }
         if matches!(state.phase, Phase::Done(_)) {
             return false;
         }
-        state.waiters = state.waiters.saturating_sub(1);
-        if state.waiters == 0 && matches!(state.phase, Phase::Abandoned) {
+        if self.remove_waiter() == 0 && matches!(state.phase, Phase::Abandoned) {
             state.phase = Phase::Finished;
             return true;
         }
         false
+    }
+}
+
+impl<V, E> State<V, E> {
+    /// Stores `waker` in the waiter's slot, taking a new slot if its ticket
+    /// is void.
+    fn register(&mut self, ticket: &mut Option<Ticket>, waker: &Waker) {
+        if let Some(t) = ticket
+            && t.generation == self.generation
+            && let Some(slot) = self.wakers.get_mut(t.index)
+        {
+            match slot {
+                Some(old) if old.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+            return;
+        }
+        *ticket = Some(Ticket {
+            generation: self.generation,
+            index: self.wakers.len(),
+        });
+        self.wakers.push(Some(waker.clone()));
+    }
+
+    /// Takes every stored waker and voids every ticket.
+    fn drain(&mut self) -> Vec<Option<Waker>> {
+        self.generation = self.generation.wrapping_add(1);
+        mem::take(&mut self.wakers)
+    }
+}
+
+fn wake_all(wakers: Vec<Option<Waker>>) {
+    for waker in wakers.into_iter().flatten() {
+        waker.wake();
     }
 }

@@ -1,12 +1,11 @@
 //! The two roles a caller can take for a key, leader and waiter, each with a
 //! drop guard so that a cancelled caller never strands the others.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::hash::Hash;
-use std::pin::pin;
 use std::sync::Arc;
 
-use crate::call::{Call, Seen};
+use crate::call::{Call, Seen, Ticket};
 use crate::catch_panic::run_catching;
 use crate::error::Error;
 use crate::shards::{Shards, remove_call};
@@ -67,25 +66,16 @@ where
         shards,
         hash,
         call,
+        ticket: None,
         registered: true,
     };
-    let outcome = loop {
-        // Subscribe before looking, so a change between the look and the
-        // await is not missed.
-        let mut changed = pin!(guard.call.changed().notified());
-        changed.as_mut().enable();
-        match guard.call.look() {
-            Seen::Outcome(outcome) => break Some(outcome),
-            Seen::Lead => break None,
-            Seen::Running => changed.await,
-        }
-    };
-    // Either way this caller is no longer a registered waiter: `look` took
-    // it off the count when it made it the leader.
+    let seen = poll_fn(|cx| guard.call.poll_seen(&mut guard.ticket, cx)).await;
+    // Either way this caller is no longer a registered waiter: `poll_seen`
+    // took it off the count when it made it the leader.
     guard.registered = false;
-    match outcome {
-        Some(outcome) => outcome,
-        None => lead(shards, hash, Arc::clone(&guard.call), make).await,
+    match seen {
+        Seen::Outcome(outcome) => outcome,
+        Seen::Lead => lead(shards, hash, Arc::clone(&guard.call), make).await,
     }
 }
 
@@ -127,6 +117,7 @@ struct WaiterGuard<'a, K, V, E> {
     shards: &'a Shards<K, V, E>,
     hash: u64,
     call: Arc<Call<V, E>>,
+    ticket: Option<Ticket>,
     registered: bool,
 }
 
@@ -136,7 +127,7 @@ impl<K, V, E> Drop for WaiterGuard<'_, K, V, E> {
             return;
         }
         let mut table = self.shards.lock(self.hash);
-        if self.call.leave() {
+        if self.call.leave(self.ticket) {
             remove_call(&mut table, self.hash, &self.call);
         }
     }

@@ -54,7 +54,8 @@
 //!   is held across an `.await`, so a slow key never delays another.
 //! - **Not a cache**: a finished execution leaves no entry behind;
 //!   [`Group::forget`] detaches one still in flight.
-//! - **Runtime-agnostic**: only `tokio::sync` is used, which runs on any executor.
+//! - **Runtime-agnostic**: no async runtime dependency; waiters are woken
+//!   with their own wakers, so it works under tokio, smol or any executor.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
