@@ -28,9 +28,9 @@ use crate::shards::{Role, Shards};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let group: Group<u64, String, std::io::Error> = Group::new();
+/// let group: Group<u64, String, std::io::ErrorKind> = Group::new();
 /// let name = group
-///     .run(42, || async { Ok::<_, std::io::Error>("sku-42".to_string()) })
+///     .run(42, || async { Ok("sku-42".to_string()) })
 ///     .await
 ///     .unwrap();
 /// assert_eq!(name, "sku-42");
