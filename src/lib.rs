@@ -14,9 +14,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "singleflight")]
-#[doc(inline)]
-pub use seckill_singleflight as singleflight;
 #[cfg(feature = "batcher")]
 #[doc(inline)]
 pub use seckill_batcher as batcher;
+#[cfg(feature = "singleflight")]
+#[doc(inline)]
+pub use seckill_singleflight as singleflight;

@@ -214,7 +214,10 @@ where
             return invalid("capacity", "must be at least 1");
         }
         if self.capacity > MAX_CAPACITY {
-            return invalid("capacity", "must be at most usize::MAX >> 3 (Tokio's channel limit)");
+            return invalid(
+                "capacity",
+                "must be at most usize::MAX >> 3 (Tokio's channel limit)",
+            );
         }
         Ok(())
     }

@@ -19,12 +19,12 @@ where
 {
     let future = catch_unwind(AssertUnwindSafe(start)).map_err(message)?;
     let mut future = pin!(future);
-    poll_fn(|cx| {
-        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(poll) => poll.map(Ok),
             Err(payload) => Poll::Ready(Err(message(payload))),
-        }
-    })
+        },
+    )
     .await
 }
 

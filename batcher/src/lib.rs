@@ -32,8 +32,8 @@
 //!     .unwrap();
 //!
 //! for user in 0..1_000 {
-//!     let order = Order { sku: user % 10, user };
-//!     batcher.submit(&order.sku, order).await.unwrap();
+//!     let sku = user % 10;
+//!     batcher.submit(&sku, Order { sku, user }).await.unwrap();
 //! }
 //! // Waits until the batch holding this order was written.
 //! batcher.submit_and_wait(&3, Order { sku: 3, user: 1_000 }).await.unwrap();

@@ -36,7 +36,10 @@ pub struct Stats {
 impl Stats {
     /// Batches handed over for any reason.
     pub fn batches(&self) -> u64 {
-        self.batches_by_size + self.batches_by_time + self.batches_by_flush + self.batches_by_shutdown
+        self.batches_by_size
+            + self.batches_by_time
+            + self.batches_by_flush
+            + self.batches_by_shutdown
     }
 
     /// Batches handed over for `trigger`.

@@ -40,7 +40,9 @@ async fn a_full_bucket_makes_submit_wait_and_try_submit_fail() {
         other => panic!("expected Full, got {other:?}"),
     }
     assert!(
-        timeout(Duration::from_secs(60), batcher.submit(&0, 30)).await.is_err(),
+        timeout(Duration::from_secs(60), batcher.submit(&0, 30))
+            .await
+            .is_err(),
         "submit waits while the bucket is full"
     );
     let stats = batcher.stats();

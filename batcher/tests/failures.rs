@@ -17,7 +17,10 @@ type Failures = Arc<Mutex<Vec<(Vec<u64>, String)>>>;
 fn keep_failures(failures: &Failures) -> impl Fn(Batch<u64>, &BatchError<String>) + use<> {
     let failures = failures.clone();
     move |batch, error| {
-        failures.lock().unwrap().push((batch.into_vec(), error.to_string()));
+        failures
+            .lock()
+            .unwrap()
+            .push((batch.into_vec(), error.to_string()));
     }
 }
 
@@ -35,7 +38,11 @@ async fn a_failed_batch_is_retried_with_backoff_until_it_succeeds() {
             seen.record(&batch);
             let attempt = batch.attempt();
             async move {
-                if attempt <= 3 { Err(format!("broker down (attempt {attempt})")) } else { Ok(()) }
+                if attempt <= 3 {
+                    Err(format!("broker down (attempt {attempt})"))
+                } else {
+                    Ok(())
+                }
             }
         })
         .unwrap();
@@ -45,9 +52,14 @@ async fn a_failed_batch_is_retried_with_backoff_until_it_succeeds() {
         batcher.submit_and_wait(&0, 2),
         batcher.submit_and_wait(&0, 3)
     );
-    (a.unwrap(), b.unwrap(), c.unwrap());
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
     let calls = log.calls();
-    let attempts: Vec<_> = calls.iter().map(|c| (c.attempt, (c.at - start).as_millis(), c.items.clone())).collect();
+    let attempts: Vec<_> = calls
+        .iter()
+        .map(|c| (c.attempt, (c.at - start).as_millis(), c.items.clone()))
+        .collect();
     assert_eq!(
         attempts,
         [
@@ -76,7 +88,13 @@ async fn after_the_last_retry_the_batch_goes_to_the_callback_and_the_waiters() {
         .build(move |batch: Batch<u64>| {
             counted.fetch_add(1, Ordering::SeqCst);
             let poisoned = batch.contains(&13);
-            async move { if poisoned { Err("item 13 rejected".to_string()) } else { Ok(()) } }
+            async move {
+                if poisoned {
+                    Err("item 13 rejected".to_string())
+                } else {
+                    Ok(())
+                }
+            }
         })
         .unwrap();
     batcher.submit(&0, 11).await.unwrap();
@@ -89,13 +107,19 @@ async fn after_the_last_retry_the_batch_goes_to_the_callback_and_the_waiters() {
     assert_eq!(calls.load(Ordering::SeqCst), 3, "1 call + 2 retries");
     assert_eq!(
         *failures.lock().unwrap(),
-        [(vec![11, 12, 13], "the batch handler failed on its last attempt: item 13 rejected".to_string())]
+        [(
+            vec![11, 12, 13],
+            "the batch handler failed on its last attempt: item 13 rejected".to_string()
+        )]
     );
     // The bucket goes on with the next batch.
     batcher.submit_and_wait(&0, 14).await.unwrap();
     batcher.shutdown().await;
     let stats = batcher.stats();
-    assert_eq!((stats.submitted, stats.handled, stats.failed, stats.retries), (4, 1, 3, 2));
+    assert_eq!(
+        (stats.submitted, stats.handled, stats.failed, stats.retries),
+        (4, 1, 3, 2)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -120,20 +144,32 @@ async fn a_panicking_handler_fails_its_batch_and_the_batcher_lives_on() {
             }
         })
         .unwrap();
-    let (a, b) = tokio::join!(batcher.submit_and_wait(&0, 7), batcher.submit_and_wait(&0, 8));
+    let (a, b) = tokio::join!(
+        batcher.submit_and_wait(&0, 7),
+        batcher.submit_and_wait(&0, 8)
+    );
     for outcome in [a, b] {
         match outcome {
-            Err(WaitError::Batch(BatchError::Panicked(message))) => assert_eq!(&*message, "boom at item 7"),
+            Err(WaitError::Batch(BatchError::Panicked(message))) => {
+                assert_eq!(&*message, "boom at item 7")
+            }
             other => panic!("expected Panicked, got {other:?}"),
         }
     }
-    let (c, d) = tokio::join!(batcher.submit_and_wait(&0, 9), batcher.submit_and_wait(&0, 10));
-    (c.unwrap(), d.unwrap());
+    let (c, d) = tokio::join!(
+        batcher.submit_and_wait(&0, 9),
+        batcher.submit_and_wait(&0, 10)
+    );
+    c.unwrap();
+    d.unwrap();
     batcher.shutdown().await;
     assert_eq!(failures.lock().unwrap().len(), 1);
     assert_eq!(failures.lock().unwrap()[0].0, [7, 8]);
     let stats = batcher.stats();
-    assert_eq!((stats.handled, stats.failed, stats.panics, stats.retries), (2, 2, 2, 1));
+    assert_eq!(
+        (stats.handled, stats.failed, stats.panics, stats.retries),
+        (2, 2, 2, 1)
+    );
     assert_eq!(log.calls().len(), 3);
 }
 
@@ -188,16 +224,31 @@ async fn retries_keep_the_buckets_order() {
         .build(move |batch: Batch<u64>| {
             seen.record(&batch);
             let fail = batch.attempt() == 1 && batch[0] == 0;
-            async move { if fail { Err("once".to_string()) } else { Ok(()) } }
+            async move {
+                if fail {
+                    Err("once".to_string())
+                } else {
+                    Ok(())
+                }
+            }
         })
         .unwrap();
     for i in 0..6 {
         batcher.submit(&0, i).await.unwrap();
     }
     batcher.shutdown().await;
-    let calls: Vec<_> = log.calls().iter().map(|c| (c.attempt, c.items.clone())).collect();
+    let calls: Vec<_> = log
+        .calls()
+        .iter()
+        .map(|c| (c.attempt, c.items.clone()))
+        .collect();
     assert_eq!(
         calls,
-        [(1, vec![0, 1]), (2, vec![0, 1]), (1, vec![2, 3]), (1, vec![4, 5])]
+        [
+            (1, vec![0, 1]),
+            (2, vec![0, 1]),
+            (1, vec![2, 3]),
+            (1, vec![4, 5])
+        ]
     );
 }

@@ -84,7 +84,9 @@ async fn different_buckets_are_handled_in_parallel() {
         })
         .unwrap();
     let first = 0u64;
-    let second = (1..).find(|k| batcher.bucket_of(k) != batcher.bucket_of(&first)).unwrap();
+    let second = (1..)
+        .find(|k| batcher.bucket_of(k) != batcher.bucket_of(&first))
+        .unwrap();
     let (a, b) = tokio::join!(
         batcher.submit_and_wait(&first, 1),
         batcher.submit_and_wait(&second, 2)
@@ -98,7 +100,8 @@ async fn different_buckets_are_handled_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_buckets_handler_calls_never_overlap() {
     const BUCKETS: usize = 8;
-    let busy: Arc<Vec<AtomicBool>> = Arc::new((0..BUCKETS).map(|_| AtomicBool::new(false)).collect());
+    let busy: Arc<Vec<AtomicBool>> =
+        Arc::new((0..BUCKETS).map(|_| AtomicBool::new(false)).collect());
     let overlaps = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
     let (flags, overlapping, counted) = (busy.clone(), overlaps.clone(), calls.clone());
@@ -107,7 +110,8 @@ async fn a_buckets_handler_calls_never_overlap() {
         .max_batch_size(8)
         .max_delay(Duration::from_micros(200))
         .build(move |batch: Batch<u64>| {
-            let (flags, overlapping, counted) = (flags.clone(), overlapping.clone(), counted.clone());
+            let (flags, overlapping, counted) =
+                (flags.clone(), overlapping.clone(), counted.clone());
             async move {
                 let flag = &flags[batch.bucket()];
                 if flag.swap(true, Ordering::SeqCst) {
@@ -156,5 +160,8 @@ async fn a_key_always_maps_to_the_same_bucket() {
     }
     assert_eq!(used.len(), 8, "keys spread over every bucket");
     // Borrowed and owned forms of a key agree.
-    assert_eq!(batcher.bucket_of("sku-1"), batcher.bucket_of(&"sku-1".to_string()));
+    assert_eq!(
+        batcher.bucket_of("sku-1"),
+        batcher.bucket_of(&"sku-1".to_string())
+    );
 }

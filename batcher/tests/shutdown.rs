@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Log;
-use seckill_batcher::{Batch, Batcher, SubmitError, TrySubmitError, Trigger, WaitError};
+use seckill_batcher::{Batch, Batcher, SubmitError, Trigger, TrySubmitError, WaitError};
 use tokio::sync::{Notify, Semaphore};
 
 const PRODUCERS: u64 = 64;
@@ -21,8 +21,10 @@ const ITEMS: u64 = 100_000;
 /// error and was never handled; each producer's items arrive in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_hands_over_every_accepted_item_exactly_once() {
-    let times_handled: Arc<Vec<AtomicU8>> = Arc::new((0..ITEMS).map(|_| AtomicU8::new(0)).collect());
-    let last_seen: Arc<Vec<Mutex<Option<u64>>>> = Arc::new((0..PRODUCERS).map(|_| Mutex::new(None)).collect());
+    let times_handled: Arc<Vec<AtomicU8>> =
+        Arc::new((0..ITEMS).map(|_| AtomicU8::new(0)).collect());
+    let last_seen: Arc<Vec<Mutex<Option<u64>>>> =
+        Arc::new((0..PRODUCERS).map(|_| Mutex::new(None)).collect());
     let (counts, order) = (times_handled.clone(), last_seen.clone());
     let batcher = Batcher::builder()
         .max_batch_size(64)
@@ -33,7 +35,10 @@ async fn shutdown_hands_over_every_accepted_item_exactly_once() {
             for &(producer, id) in &batch {
                 counts[id as usize].fetch_add(1, Ordering::SeqCst);
                 let mut last = order[producer as usize].lock().unwrap();
-                assert!(last.is_none_or(|prev| prev < id), "producer {producer}: {id} after {last:?}");
+                assert!(
+                    last.is_none_or(|prev| prev < id),
+                    "producer {producer}: {id} after {last:?}"
+                );
                 *last = Some(id);
             }
             async { Ok::<(), String>(()) }
@@ -50,20 +55,29 @@ async fn shutdown_hands_over_every_accepted_item_exactly_once() {
                     let ok = match p % 4 {
                         0 => match batcher.submit_and_wait(&p, (p, id)).await {
                             Ok(()) => true,
-                            Err(WaitError::Closed(item)) => { assert_eq!(item, (p, id)); false }
+                            Err(WaitError::Closed(item)) => {
+                                assert_eq!(item, (p, id));
+                                false
+                            }
                             Err(other) => panic!("{other:?}"),
                         },
                         1 => loop {
                             match batcher.try_submit(&p, (p, id)) {
                                 Ok(()) => break true,
                                 Err(TrySubmitError::Full(_)) => tokio::task::yield_now().await,
-                                Err(TrySubmitError::Closed(item)) => { assert_eq!(item, (p, id)); break false }
+                                Err(TrySubmitError::Closed(item)) => {
+                                    assert_eq!(item, (p, id));
+                                    break false;
+                                }
                                 Err(other) => panic!("{other:?}"),
                             }
                         },
                         _ => match batcher.submit(&p, (p, id)).await {
                             Ok(()) => true,
-                            Err(SubmitError::Closed(item)) => { assert_eq!(item, (p, id)); false }
+                            Err(SubmitError::Closed(item)) => {
+                                assert_eq!(item, (p, id));
+                                false
+                            }
                             Err(other) => panic!("{other:?}"),
                         },
                     };
@@ -92,13 +106,20 @@ async fn shutdown_hands_over_every_accepted_item_exactly_once() {
     }
     for (id, was_accepted) in accepted.iter().enumerate() {
         let handled = times_handled[id].load(Ordering::SeqCst);
-        assert_eq!(handled, u8::from(*was_accepted), "item {id}: accepted {was_accepted}, handled {handled} times");
+        assert_eq!(
+            handled,
+            u8::from(*was_accepted),
+            "item {id}: accepted {was_accepted}, handled {handled} times"
+        );
     }
     let stats = batcher.stats();
     assert_eq!(stats.submitted, total);
     assert_eq!(stats.handled, total);
     assert_eq!(stats.failed, 0);
-    assert!(total >= ITEMS / 4 && total < ITEMS, "shutdown raced the producers: {total} accepted");
+    assert!(
+        (ITEMS / 4..ITEMS).contains(&total),
+        "shutdown raced the producers: {total} accepted"
+    );
     assert!(stats.batches_by_shutdown <= 8 * 5, "{stats:?}");
 }
 
@@ -120,8 +141,14 @@ async fn after_shutdown_everything_is_refused_and_the_item_handed_back() {
     assert!(batcher.is_closed() && other.is_closed());
     assert_eq!(log.shape(), [(1, Trigger::Shutdown)]);
     assert_eq!(batcher.submit(&0, 2).await.unwrap_err().into_inner(), 2);
-    assert!(matches!(batcher.try_submit(&0, 3), Err(TrySubmitError::Closed(3))));
-    assert!(matches!(batcher.submit_and_wait(&0, 4).await, Err(WaitError::Closed(4))));
+    assert!(matches!(
+        batcher.try_submit(&0, 3),
+        Err(TrySubmitError::Closed(3))
+    ));
+    assert!(matches!(
+        batcher.submit_and_wait(&0, 4).await,
+        Err(WaitError::Closed(4))
+    ));
     batcher.flush().await; // nothing to do, does not hang
     assert_eq!(batcher.stats().handled, 1);
 }
@@ -164,7 +191,10 @@ async fn submits_waiting_for_room_get_their_item_back_on_shutdown() {
     assert!(!blocked.is_finished() && !stopping.is_finished());
     gate.add_permits(10);
     stopping.await.unwrap();
-    assert!(matches!(blocked.await.unwrap(), Err(SubmitError::Closed(5))));
+    assert!(matches!(
+        blocked.await.unwrap(),
+        Err(SubmitError::Closed(5))
+    ));
     assert_eq!(log.items(), [1, 2, 3, 4]);
 }
 
@@ -185,7 +215,10 @@ async fn dropping_the_batcher_hands_queued_items_over_in_the_background() {
     }
     let start = tokio::time::Instant::now();
     drop(batcher);
-    assert_eq!(rx.recv().await, Some((vec![0, 1, 2, 3, 4], Trigger::Shutdown)));
+    assert_eq!(
+        rx.recv().await,
+        Some((vec![0, 1, 2, 3, 4], Trigger::Shutdown))
+    );
     assert_eq!(tokio::time::Instant::now(), start);
     // The worker ended and dropped the handler (and with it the sender).
     assert_eq!(rx.recv().await, None);
@@ -202,7 +235,13 @@ async fn shutdown_waits_for_retries_in_flight() {
         .backoff(Duration::from_secs(1), Duration::from_secs(1))
         .build(move |_: Batch<u64>| {
             let n = counted.fetch_add(1, Ordering::SeqCst);
-            async move { if n < 3 { Err("not yet".to_string()) } else { Ok(()) } }
+            async move {
+                if n < 3 {
+                    Err("not yet".to_string())
+                } else {
+                    Ok(())
+                }
+            }
         })
         .unwrap();
     batcher.submit(&0, 1).await.unwrap();

@@ -80,11 +80,16 @@ async fn no_item_waits_longer_than_max_delay() {
         .unwrap();
     let mut rng: u64 = 7;
     for i in 0..10_000u64 {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         if rng >> 61 == 0 {
             sleep(Duration::from_micros((rng >> 20) % 7_000)).await;
         }
-        batcher.submit(&(i % 13), (i, Instant::now())).await.unwrap();
+        batcher
+            .submit(&(i % 13), (i, Instant::now()))
+            .await
+            .unwrap();
     }
     batcher.shutdown().await;
     let waits = waits.lock().unwrap();
@@ -92,7 +97,10 @@ async fn no_item_waits_longer_than_max_delay() {
     let longest = waits.iter().max().unwrap();
     assert!(*longest <= max_delay, "an item waited {longest:?}");
     let stats = batcher.stats();
-    assert!(stats.batches_by_time > 0 && stats.batches_by_size > 0, "{stats:?}");
+    assert!(
+        stats.batches_by_time > 0 && stats.batches_by_size > 0,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,13 +194,37 @@ async fn zero_max_delay_hands_over_what_is_there() {
 async fn invalid_settings_are_reported() {
     let zero = |b: seckill_batcher::Builder<u64, String>| b.build(|_: Batch<u64>| async { Ok(()) });
     let err = zero(Batcher::builder().max_batch_size(0)).unwrap_err();
-    assert!(matches!(err, BuildError::Invalid { setting: "max_batch_size", .. }));
+    assert!(matches!(
+        err,
+        BuildError::Invalid {
+            setting: "max_batch_size",
+            ..
+        }
+    ));
     let err = zero(Batcher::builder().buckets(0)).unwrap_err();
-    assert!(matches!(err, BuildError::Invalid { setting: "buckets", .. }));
+    assert!(matches!(
+        err,
+        BuildError::Invalid {
+            setting: "buckets",
+            ..
+        }
+    ));
     let err = zero(Batcher::builder().capacity(0)).unwrap_err();
-    assert!(matches!(err, BuildError::Invalid { setting: "capacity", .. }));
+    assert!(matches!(
+        err,
+        BuildError::Invalid {
+            setting: "capacity",
+            ..
+        }
+    ));
     let err = zero(Batcher::builder().capacity(usize::MAX)).unwrap_err();
-    assert!(matches!(err, BuildError::Invalid { setting: "capacity", .. }));
+    assert!(matches!(
+        err,
+        BuildError::Invalid {
+            setting: "capacity",
+            ..
+        }
+    ));
     assert!(err.to_string().contains("capacity"));
 }
 
