@@ -150,8 +150,12 @@ where
             let event = tokio::select! {
                 biased;
                 msg = self.control.recv(), if self.control_open => Event::Control(msg),
-                () = &mut timer, if deadline.is_some() => Event::Deadline,
+                // Items before the timer: a timer that is never polled is
+                // never registered, so a batch that fills up at once costs
+                // no timer at all. Each ready poll adds at least one item,
+                // so a flood fills the batch instead of starving the timer.
                 n = self.items.recv_many(&mut self.received, room) => Event::Received(n),
+                () = &mut timer, if deadline.is_some() => Event::Deadline,
             };
             match event {
                 Event::Control(None) => self.control_open = false,
