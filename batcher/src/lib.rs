@@ -84,3 +84,8 @@ pub use builder::Builder;
 pub use error::{BatchError, BuildError, SubmitError, TrySubmitError, WaitError};
 pub use handler::Handler;
 pub use stats::Stats;
+
+/// The README's example is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
