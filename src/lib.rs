@@ -10,9 +10,13 @@
 //! | feature | crate | what it does |
 //! |---|---|---|
 //! | `singleflight` (default) | [`seckill-singleflight`](https://docs.rs/seckill-singleflight) | one execution per key among concurrent async callers |
+//! | `batcher` (default) | [`seckill-batcher`](https://docs.rs/seckill-batcher) | size/time-triggered, key-sharded batching with backpressure and lossless shutdown |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "batcher")]
+#[doc(inline)]
+pub use seckill_batcher as batcher;
 #[cfg(feature = "singleflight")]
 #[doc(inline)]
 pub use seckill_singleflight as singleflight;

@@ -1,0 +1,120 @@
+//! Counters the workers keep, and the [`Stats`] snapshot users read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::batch::Trigger;
+
+/// A snapshot of a batcher's counters, summed over its buckets.
+///
+/// Every counter only grows. Items are counted once: `submitted` when
+/// accepted, then `handled` or `failed` when their batch is done, so
+/// `submitted - handled - failed` is the number of items in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Items accepted by `submit`, `submit_and_wait` or `try_submit`.
+    pub submitted: u64,
+    /// Items whose batch the handler accepted.
+    pub handled: u64,
+    /// Items whose batch failed after its last retry (and went to the
+    /// failure callback).
+    pub failed: u64,
+    /// Handler calls that were retried (one per retry, not per item).
+    pub retries: u64,
+    /// Handler calls that panicked (each is also a failed attempt).
+    pub panics: u64,
+    /// Batches handed over because they reached `max_batch_size`.
+    pub batches_by_size: u64,
+    /// Batches handed over because their oldest item waited `max_delay`.
+    pub batches_by_time: u64,
+    /// Batches handed over by [`Batcher::flush`](crate::Batcher::flush).
+    pub batches_by_flush: u64,
+    /// Batches handed over while shutting down.
+    pub batches_by_shutdown: u64,
+}
+
+impl Stats {
+    /// Batches handed over for any reason.
+    pub fn batches(&self) -> u64 {
+        self.batches_by_size
+            + self.batches_by_time
+            + self.batches_by_flush
+            + self.batches_by_shutdown
+    }
+
+    /// Batches handed over for `trigger`.
+    pub fn batches_by(&self, trigger: Trigger) -> u64 {
+        match trigger {
+            Trigger::Size => self.batches_by_size,
+            Trigger::Time => self.batches_by_time,
+            Trigger::Flush => self.batches_by_flush,
+            Trigger::Shutdown => self.batches_by_shutdown,
+        }
+    }
+}
+
+/// One bucket's counters. Only that bucket's worker writes them, so the
+/// producers' hot path touches none of them; aligned so that two buckets'
+/// workers never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct BucketCounters {
+    received: AtomicU64,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+    panics: AtomicU64,
+    batches: [AtomicU64; 4],
+}
+
+impl BucketCounters {
+    pub(crate) fn received(&self, n: usize) {
+        add(&self.received, n);
+    }
+
+    pub(crate) fn handled(&self, n: usize) {
+        add(&self.handled, n);
+    }
+
+    pub(crate) fn failed(&self, n: usize) {
+        add(&self.failed, n);
+    }
+
+    pub(crate) fn retried(&self) {
+        add(&self.retries, 1);
+    }
+
+    pub(crate) fn panicked(&self) {
+        add(&self.panics, 1);
+    }
+
+    pub(crate) fn batch(&self, trigger: Trigger) {
+        if let Some(counter) = self.batches.get(trigger.index()) {
+            add(counter, 1);
+        }
+    }
+
+    /// Adds this bucket to `stats`; `queued` is the number of items still in
+    /// the bucket's queue (accepted, not yet received by the worker).
+    pub(crate) fn add_to(&self, stats: &mut Stats, queued: u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        stats.submitted += get(&self.received) + queued;
+        stats.handled += get(&self.handled);
+        stats.failed += get(&self.failed);
+        stats.retries += get(&self.retries);
+        stats.panics += get(&self.panics);
+        for (trigger, counter) in Trigger::ALL.iter().zip(&self.batches) {
+            let n = get(counter);
+            match trigger {
+                Trigger::Size => stats.batches_by_size += n,
+                Trigger::Time => stats.batches_by_time += n,
+                Trigger::Flush => stats.batches_by_flush += n,
+                Trigger::Shutdown => stats.batches_by_shutdown += n,
+            }
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
