@@ -1,5 +1,8 @@
 //! Requirement 7: the optional front cache and key replicas.
 
+// Test bodies shared by both clients are plain async fns, not #[test]s.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

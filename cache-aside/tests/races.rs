@@ -2,6 +2,9 @@
 //! loader reports when it has read the row and waits for the test to release
 //! it, so the writer always acts between the read and the backfill.
 
+// Test bodies shared by both clients are plain async fns, not #[test]s.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

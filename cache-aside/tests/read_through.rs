@@ -1,6 +1,9 @@
 //! Reads against the real Redis: stampede, not-found caching, TTL jitter,
 //! counters, codecs, unreadable entries, shared load errors.
 
+// Test bodies shared by both clients are plain async fns, not #[test]s.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::Arc;

@@ -1,7 +1,13 @@
 //! Shared helpers for the tests against the real Redis: connections for both
 //! clients, unique key namespaces, ACL users and a TCP proxy that can cut or
 //! stall the connection (a real network fault in front of a real server).
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::time::Duration;
 
