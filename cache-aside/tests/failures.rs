@@ -80,7 +80,7 @@ async fn second_delete_final_failure_is_reported(client: impl Connect) {
         ),
         (2, 1, 0)
     );
-    let failures = failures.lock().unwrap();
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
     assert_eq!(failures.len(), 1);
     assert_eq!(
         (failures[0].key.as_str(), failures[0].attempts),
