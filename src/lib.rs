@@ -10,9 +10,13 @@
 //! | feature | crate | what it does |
 //! |---|---|---|
 //! | `singleflight` (default) | [`seckill-singleflight`](https://docs.rs/seckill-singleflight) | one execution per key among concurrent async callers |
+//! | `cache-aside` (default) | [`seckill-cache-aside`](https://docs.rs/seckill-cache-aside) | Redis cache-aside: singleflight, SET NX backfill, leases, cached not-found, TTL jitter, delayed double delete |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cache-aside")]
+#[doc(inline)]
+pub use seckill_cache_aside as cache_aside;
 #[cfg(feature = "singleflight")]
 #[doc(inline)]
 pub use seckill_singleflight as singleflight;
