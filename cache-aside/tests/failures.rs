@@ -2,6 +2,8 @@
 //! a connection that is cut or stalls (a TCP proxy in front of Redis) for
 //! reads, and dropping the cache with deletes pending.
 
+// Every test here needs a client adapter.
+#![cfg(any(feature = "redis", feature = "fred"))]
 // Test bodies shared by both clients are plain async fns, not #[test]s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,5 +1,7 @@
 //! Requirement 7: the optional front cache and key replicas.
 
+// Every test here needs a client adapter.
+#![cfg(any(feature = "redis", feature = "fred"))]
 // Test bodies shared by both clients are plain async fns, not #[test]s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -2,6 +2,8 @@
 //! loader reports when it has read the row and waits for the test to release
 //! it, so the writer always acts between the read and the backfill.
 
+// Every test here needs a client adapter.
+#![cfg(any(feature = "redis", feature = "fred"))]
 // Test bodies shared by both clients are plain async fns, not #[test]s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

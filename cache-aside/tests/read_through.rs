@@ -1,6 +1,8 @@
 //! Reads against the real Redis: stampede, not-found caching, TTL jitter,
 //! counters, codecs, unreadable entries, shared load errors.
 
+// Every test here needs a client adapter.
+#![cfg(any(feature = "redis", feature = "fred"))]
 // Test bodies shared by both clients are plain async fns, not #[test]s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -322,7 +324,7 @@ both_clients!(
     write_through_writes_then_invalidates,
 );
 
-#[cfg(feature = "postcard")]
+#[cfg(all(feature = "postcard", feature = "redis"))]
 #[tokio::test]
 async fn postcard_codec_round_trips_and_is_smaller() {
     use seckill_cache_aside::Postcard;

@@ -256,6 +256,7 @@ pub trait Connect: Copy {
 #[derive(Debug, Clone, Copy)]
 pub struct RedisRs;
 
+#[cfg(feature = "redis")]
 impl Connect for RedisRs {
     type Conn = redis::aio::MultiplexedConnection;
     async fn at(self, url: &str) -> Self::Conn {
@@ -266,6 +267,7 @@ impl Connect for RedisRs {
 #[derive(Debug, Clone, Copy)]
 pub struct Fred;
 
+#[cfg(feature = "fred")]
 impl Connect for Fred {
     type Conn = fred::clients::Client;
     async fn at(self, url: &str) -> Self::Conn {
@@ -277,6 +279,7 @@ impl Connect for Fred {
 #[macro_export]
 macro_rules! both_clients {
     ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "redis")]
         mod redis_rs {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +288,7 @@ macro_rules! both_clients {
                 }
             )*
         }
+        #[cfg(feature = "fred")]
         mod fred {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
