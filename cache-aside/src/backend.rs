@@ -6,6 +6,62 @@ use std::future::Future;
 
 use crate::error::RedisError;
 
+/// Implements [`Backend`] for a connection type by calling the free
+/// functions of the adapter module the macro is invoked in (each takes the
+/// connection by reference).
+#[cfg_attr(not(any(feature = "redis", feature = "fred")), allow(unused_macros))]
+macro_rules! delegate_backend {
+    ($conn:ty) => {
+        impl $crate::backend::sealed::Sealed for $conn {}
+
+        impl $crate::backend::Backend for $conn {
+            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+                get(self, key).await
+            }
+
+            async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), RedisError> {
+                set(self, key, value, ttl_ms, false).await.map(drop)
+            }
+
+            async fn set_nx(
+                &self,
+                key: &str,
+                value: &[u8],
+                ttl_ms: u64,
+            ) -> Result<bool, RedisError> {
+                set(self, key, value, ttl_ms, true).await
+            }
+
+            async fn del(&self, key: &str) -> Result<(), RedisError> {
+                del(self, key).await
+            }
+
+            async fn take_lease(
+                &self,
+                key: &str,
+                marker: &[u8],
+                ttl_ms: u64,
+            ) -> Result<Option<Vec<u8>>, RedisError> {
+                take_lease(self, key, marker, ttl_ms).await
+            }
+
+            async fn fill_lease(
+                &self,
+                key: &str,
+                marker: &[u8],
+                value: &[u8],
+                ttl_ms: u64,
+            ) -> Result<bool, RedisError> {
+                fill_lease(self, key, marker, value, ttl_ms).await
+            }
+
+            async fn del_if_equal(&self, key: &str, expected: &[u8]) -> Result<bool, RedisError> {
+                del_if_equal(self, key, expected).await
+            }
+        }
+    };
+}
+
 #[cfg(feature = "fred")]
 mod fred;
 #[cfg(feature = "redis")]

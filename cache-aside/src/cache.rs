@@ -17,6 +17,7 @@ use crate::entry::{self, Cached, Entry};
 use crate::error::{Error, RedisError};
 use crate::front::Front;
 use crate::jitter::jittered_millis;
+use crate::load::Load;
 use crate::options::{OnRedisError, Options};
 use crate::second_delete::SecondDeletes;
 use crate::shared::{FlightError, Shared};
@@ -222,21 +223,15 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
     /// Runs the flight for `key` and turns its outcome into this caller's
     /// answer.
-    async fn load_shared<V, E, F, Fut>(
+    async fn load_shared<F: Load>(
         &self,
         key: &str,
         read_key: &str,
         degraded: bool,
         load: F,
-    ) -> Result<Option<V>, Error<E>>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+    ) -> Result<Option<F::Value>, Error<F::Error>> {
         // The caller whose loader runs keeps its own value: no decode.
-        let mut mine: Option<Option<V>> = None;
+        let mut mine = None;
         let outcome = self
             .inner
             .flights
@@ -254,10 +249,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
                     None => self.decode(&shared).map_err(Error::Codec),
                 }
             }
-            Err(FlightFailure::Failed(FlightError::Load(any))) => match any.downcast::<E>() {
-                Ok(error) => Err(Error::Load(error)),
-                Err(_) => Err(Error::LoadFailedElsewhere),
-            },
+            Err(FlightFailure::Failed(FlightError::Load(any))) => {
+                match any.downcast::<F::Error>() {
+                    Ok(error) => Err(Error::Load(error)),
+                    Err(_) => Err(Error::LoadFailedElsewhere),
+                }
+            }
             Err(FlightFailure::Failed(FlightError::Redis(error))) => Err(Error::Redis(error)),
             Err(FlightFailure::Failed(FlightError::Codec(error))) => Err(Error::Codec(error)),
             Err(FlightFailure::Failed(FlightError::LeaseBusy(retry_after))) => {

@@ -1,12 +1,9 @@
 //! The miss path, run once per key by the singleflight leader: re-check
 //! the key, load, and write back as the [`Backfill`] mode says.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
@@ -16,6 +13,7 @@ use crate::entry::{self, Entry};
 use crate::error::RedisError;
 use crate::jitter::jittered_millis;
 use crate::lease::{LeaseGuard, new_marker};
+use crate::load::Load;
 use crate::options::{Backfill, OnRedisError};
 use crate::shared::{FlightError, Shared};
 use crate::stats::bump;
@@ -30,19 +28,13 @@ pub(crate) type Slot<V> = Option<Option<V>>;
 
 impl<B: Backend, C: Codec> Cache<B, C> {
     /// The flight's work: returns the entry every caller of the flight gets.
-    pub(crate) async fn fill<V, E, F, Fut>(
+    pub(crate) async fn fill<F: Load>(
         &self,
         read_key: &str,
         degraded: bool,
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         if degraded {
             return self.run_loader(load, slot).await;
         }
@@ -54,18 +46,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
     /// Re-check (a flight that just ended may have filled the key), load,
     /// then `SET NX`.
-    async fn fill_set_nx<V, E, F, Fut>(
+    async fn fill_set_nx<F: Load>(
         &self,
         read_key: &str,
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         let inner = &*self.inner;
         match self.redis(inner.backend.get(read_key)).await {
             Ok(Some(bytes)) => {
@@ -89,18 +75,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
     /// Take the lease (or find the entry, or wait for another holder), load
     /// under it, then fill only while the lease is still ours.
-    async fn fill_under_lease<V, E, F, Fut>(
+    async fn fill_under_lease<F: Load>(
         &self,
         read_key: &str,
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         let inner = &*self.inner;
         let options = &inner.options;
         let marker = new_marker();
@@ -141,19 +121,13 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         }
     }
 
-    async fn load_under_lease<V, E, F, Fut>(
+    async fn load_under_lease<F: Load>(
         &self,
         read_key: &str,
         marker: &[u8],
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         let inner = &*self.inner;
         // Gives the lease back if the load is cancelled or panics.
         let guard = LeaseGuard::new(
@@ -188,18 +162,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
     /// Redis failed inside the flight: load without it, or fail, as
     /// [`OnRedisError`] says.
-    async fn without_redis<V, E, F, Fut>(
+    async fn without_redis<F: Load>(
         &self,
         error: RedisError,
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         match self.inner.options.on_redis_error {
             OnRedisError::Fail => Err(FlightError::Redis(error)),
             _ => {
@@ -210,17 +178,11 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     }
 
     /// Runs the caller's loader and encodes its answer.
-    async fn run_loader<V, E, F, Fut>(
+    async fn run_loader<F: Load>(
         &self,
         load: F,
-        slot: &mut Slot<V>,
-    ) -> Result<Shared, FlightError>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
         let inner = &*self.inner;
         bump(&inner.counters.loads);
         match load().await {

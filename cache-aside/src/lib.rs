@@ -72,6 +72,7 @@ mod fill;
 mod front;
 mod jitter;
 mod lease;
+mod load;
 mod options;
 mod second_delete;
 mod shared;

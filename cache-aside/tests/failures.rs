@@ -15,11 +15,19 @@ use std::time::Duration;
 use seckill_cache_aside::{Cache, Cached, DeleteFailure, Error, OnRedisError, Options, RedisError};
 use support::{AclUser, Connect, Mode, Proxy, admin, exists, namespace};
 
-/// Requirement 5: a second delete that fails (the user may not DEL) is
-/// retried with backoff and succeeds once DEL is allowed again.
-async fn second_delete_survives_a_transient_error(client: impl Connect) {
+/// A cache whose user may not DEL, with `retries` second-delete retries;
+/// final failures are collected in the returned list.
+async fn cache_without_del<C: Connect>(
+    client: C,
+    retries: u32,
+    backoff: Duration,
+) -> (
+    Cache<C::Conn>,
+    String,
+    AclUser,
+    Arc<Mutex<Vec<DeleteFailure>>>,
+) {
     let ns = namespace();
-    let key = format!("{ns}:k");
     let user = AclUser::create(&ns, &["-del"]).await;
     let failures = Arc::new(Mutex::new(Vec::<DeleteFailure>::new()));
     let seen = failures.clone();
@@ -27,9 +35,17 @@ async fn second_delete_survives_a_transient_error(client: impl Connect) {
         client.at(&user.url()).await,
         Options::default()
             .double_delete_delay(Duration::from_millis(1))
-            .delete_retries(1000, Duration::from_millis(5))
+            .delete_retries(retries, backoff)
             .on_delete_failure(move |f| seen.lock().unwrap().push(f.clone())),
     );
+    (cache, format!("{ns}:k"), user, failures)
+}
+
+/// Requirement 5: a second delete that fails (the user may not DEL) is
+/// retried with backoff and succeeds once DEL is allowed again.
+async fn second_delete_survives_a_transient_error(client: impl Connect) {
+    let (cache, key, user, failures) =
+        cache_without_del(client, 1000, Duration::from_millis(5)).await;
     cache.set(&key, &"stale".to_string()).await.unwrap();
 
     let first = cache.invalidate(&key).await;
@@ -58,18 +74,7 @@ async fn second_delete_survives_a_transient_error(client: impl Connect) {
 /// Requirement 5: a second delete that fails on every attempt is reported
 /// through the hook and the counter, never lost silently.
 async fn second_delete_final_failure_is_reported(client: impl Connect) {
-    let ns = namespace();
-    let key = format!("{ns}:k");
-    let user = AclUser::create(&ns, &["-del"]).await;
-    let failures = Arc::new(Mutex::new(Vec::<DeleteFailure>::new()));
-    let seen = failures.clone();
-    let cache = Cache::new(
-        client.at(&user.url()).await,
-        Options::default()
-            .double_delete_delay(Duration::from_millis(1))
-            .delete_retries(2, Duration::from_millis(1))
-            .on_delete_failure(move |f| seen.lock().unwrap().push(f.clone())),
-    );
+    let (cache, key, user, failures) = cache_without_del(client, 2, Duration::from_millis(1)).await;
     assert!(cache.invalidate(&key).await.is_err());
     cache.flush_deletes().await;
 

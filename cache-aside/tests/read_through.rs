@@ -129,7 +129,10 @@ async fn ttls_spread_inside_the_jitter_band(client: impl Connect) {
     let ttl = Duration::from_secs(1000);
     let cache = Cache::new(
         client.connect().await,
-        Options::default().ttl(ttl).jitter(0.1),
+        Options::default()
+            .ttl(ttl)
+            .jitter(0.1)
+            .redis_timeout(Duration::from_secs(30)),
     );
     let started = Instant::now();
     let writers: Vec<_> = (0..10_000u64)

@@ -4,12 +4,11 @@ use std::sync::LazyLock;
 
 use fred::bytes::Bytes;
 use fred::clients::{Client, Pool};
-use fred::error::Error as FredError;
 use fred::interfaces::{KeysInterface, LuaInterface};
 use fred::types::scripts::Script;
 use fred::types::{Expiration, SetOptions, Value};
 
-use super::{Backend, lua, sealed};
+use super::lua;
 use crate::error::RedisError;
 
 static TAKE_LEASE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(lua::TAKE_LEASE));
@@ -126,60 +125,5 @@ async fn del_if_equal<C: LuaInterface + Sync>(
     one(eval(conn, &DEL_IF_EQUAL, key, vec![bytes(expected)]).await?)
 }
 
-// Keeps the error type named so a fred upgrade that changes it fails here.
-const _: fn(FredError) -> RedisError = RedisError::command;
-
-macro_rules! fred_backend {
-    ($conn:ty) => {
-        impl sealed::Sealed for $conn {}
-
-        impl Backend for $conn {
-            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
-                get(self, key).await
-            }
-
-            async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), RedisError> {
-                set(self, key, value, ttl_ms, false).await.map(drop)
-            }
-
-            async fn set_nx(
-                &self,
-                key: &str,
-                value: &[u8],
-                ttl_ms: u64,
-            ) -> Result<bool, RedisError> {
-                set(self, key, value, ttl_ms, true).await
-            }
-
-            async fn del(&self, key: &str) -> Result<(), RedisError> {
-                del(self, key).await
-            }
-
-            async fn take_lease(
-                &self,
-                key: &str,
-                marker: &[u8],
-                ttl_ms: u64,
-            ) -> Result<Option<Vec<u8>>, RedisError> {
-                take_lease(self, key, marker, ttl_ms).await
-            }
-
-            async fn fill_lease(
-                &self,
-                key: &str,
-                marker: &[u8],
-                value: &[u8],
-                ttl_ms: u64,
-            ) -> Result<bool, RedisError> {
-                fill_lease(self, key, marker, value, ttl_ms).await
-            }
-
-            async fn del_if_equal(&self, key: &str, expected: &[u8]) -> Result<bool, RedisError> {
-                del_if_equal(self, key, expected).await
-            }
-        }
-    };
-}
-
-fred_backend!(Client);
-fred_backend!(Pool);
+delegate_backend!(Client);
+delegate_backend!(Pool);

@@ -35,8 +35,11 @@ pub fn namespace() -> String {
 
 pub async fn redis_rs_at(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap_or_else(|e| unreachable(url, e));
+    // The cache bounds its own calls (Options::redis_timeout); the client's
+    // 500 ms default would fail tests on a loaded machine.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap_or_else(|e| unreachable(url, e))
 }
