@@ -58,7 +58,7 @@
 //!
 //! Features: `redis` (default; redis-rs `ConnectionManager` and
 //! `MultiplexedConnection`), `fred` (fred `Client` and `Pool`), `postcard`
-//! (the [`Postcard`] binary codec; JSON is the default).
+//! (the `Postcard` binary codec; JSON is the default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
