@@ -376,4 +376,64 @@ both_clients!(
     c_two_processes_load_once_each_with_set_nx,
     lease_waiters_get_a_retry_error,
     abandoned_leases_are_given_back,
+    a_panicking_loader_strands_nobody,
 );
+
+/// A loader that panics: the callers waiting on it get `LoadPanicked` (or,
+/// arriving after it, load themselves), nobody hangs, a lease is given back,
+/// and the key works afterwards.
+async fn a_panicking_loader_strands_nobody(client: impl Connect) {
+    for mode in [Backfill::SetNx, Backfill::Lease] {
+        let key = format!("{}:panic", namespace());
+        let cache = Cache::new(
+            client.connect().await,
+            options(mode).lease_wait(Duration::from_secs(30)),
+        );
+        let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+        let (started_tx, started_rx) = oneshot::channel();
+        let leader = {
+            let (cache, key, mut go) = (cache.clone(), key.clone(), go_rx.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(&key, || async move {
+                        let _ = started_tx.send(());
+                        let _ = go.wait_for(|go| *go).await;
+                        panic!("loader bug");
+                        #[allow(unreachable_code)]
+                        Ok::<Option<String>, String>(None)
+                    })
+                    .await
+            })
+        };
+        started_rx.await.unwrap();
+        let waiters: Vec<_> = (0..100)
+            .map(|_| {
+                let (cache, key) = (cache.clone(), key.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load(&key, || async {
+                            Ok::<_, String>(Some("fresh".to_string()))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        support::eventually("every caller missed", async || cache.stats().misses == 101).await;
+        go_tx.send(true).unwrap();
+        assert!(leader.await.unwrap_err().is_panic());
+        for waiter in waiters {
+            match waiter.await.unwrap() {
+                Err(Error::LoadPanicked) => {}
+                Ok(value) => assert_eq!(value, Some("fresh".to_string())),
+                other => panic!("{mode:?}: unexpected {other:?}"),
+            }
+        }
+        let got = cache
+            .get_or_load(&key, || async {
+                Ok::<_, String>(Some("fresh".to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Some("fresh".to_string()), "{mode:?}");
+    }
+}
