@@ -325,6 +325,7 @@ both_clients!(
     load_errors_are_shared,
     unreadable_entries_are_reloaded,
     write_through_writes_then_invalidates,
+    scripts_survive_script_flush,
 );
 
 #[cfg(all(feature = "postcard", feature = "redis"))]
@@ -352,4 +353,73 @@ async fn postcard_codec_round_trips_and_is_smaller() {
         b.len(),
         j.len()
     );
+}
+
+/// Every script and command once, in both modes, on a given connection.
+async fn smoke<B: seckill_cache_aside::Backend>(conn: B) {
+    for mode in [Backfill::SetNx, Backfill::Lease] {
+        let key = format!("{}:smoke", namespace());
+        let cache = Cache::new(conn.clone(), Options::default().backfill(mode));
+        let load = || async { Ok::<_, String>(Some(sku(1))) };
+        assert_eq!(cache.get_or_load(&key, load).await.unwrap(), Some(sku(1)));
+        assert_eq!(cache.get_or_load(&key, load).await.unwrap(), Some(sku(1)));
+        cache.set(&key, &sku(2)).await.unwrap();
+        assert_eq!(
+            cache.peek::<Sku>(&key).await.unwrap(),
+            Cached::Value(sku(2))
+        );
+        cache.invalidate(&key).await.unwrap();
+        cache.flush_deletes().await;
+        assert_eq!(cache.peek::<Sku>(&key).await.unwrap(), Cached::Absent);
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.loads, stats.hits, stats.redis_errors),
+            (1, 1, 0),
+            "{mode:?}"
+        );
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_rs_connection_manager_works() {
+    let client = redis::Client::open(support::redis_url()).unwrap();
+    smoke(redis::aio::ConnectionManager::new(client).await.unwrap()).await;
+}
+
+#[cfg(feature = "fred")]
+#[tokio::test]
+async fn fred_pool_works() {
+    use ::fred::prelude::{Builder, ClientLike, Config};
+    let pool = Builder::from_config(Config::from_url(&support::redis_url()).unwrap())
+        .build_pool(2)
+        .unwrap();
+    pool.init().await.unwrap();
+    smoke(pool).await;
+}
+
+/// Scripts are reloaded after the server forgets them (`SCRIPT FLUSH` by
+/// another test, a restart, a failover).
+async fn scripts_survive_script_flush(client: impl Connect) {
+    let key = format!("{}:flush", namespace());
+    let cache = Cache::new(
+        client.connect().await,
+        Options::default().backfill(Backfill::Lease),
+    );
+    cache
+        .get_or_load(&key, || async { Ok::<_, String>(Some(1u32)) })
+        .await
+        .unwrap();
+    cache.invalidate(&key).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut admin().await)
+        .await
+        .unwrap();
+    let got = cache
+        .get_or_load(&key, || async { Ok::<_, String>(Some(2u32)) })
+        .await
+        .unwrap();
+    assert_eq!(got, Some(2));
+    assert_eq!(cache.peek::<u32>(&key).await.unwrap(), Cached::Value(2));
 }
