@@ -176,7 +176,7 @@ impl Options {
     /// Delay of the second delete of [`invalidate`](crate::Cache::invalidate)
     /// (default 500 ms). Make it longer than a load plus a backfill takes.
     /// `Duration::ZERO` disables the second delete (reasonable with
-    /// [`Backfill::Lease`], which does not need it).
+    /// [`Backfill::Lease`], where it only backs up a failed first delete).
     pub fn double_delete_delay(mut self, delay: Duration) -> Self {
         self.double_delete_delay = delay;
         self
