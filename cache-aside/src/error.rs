@@ -1,0 +1,130 @@
+//! Errors: [`Error`] for the cache's operations, [`RedisError`] for a failed
+//! Redis call, [`CodecError`] for a value that could not be (de)serialized.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed error shared between the callers of one load.
+pub(crate) type SharedError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a [`Cache`](crate::Cache) operation failed.
+///
+/// `E` is the error type of the caller's own closure (the loader of
+/// [`get_or_load`](crate::Cache::get_or_load), the database write of
+/// [`write_through`](crate::Cache::write_through)); operations without a
+/// closure use the default, [`Infallible`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error<E = Infallible> {
+    /// The loader failed. Every caller that shared the load gets the same
+    /// error (hence the `Arc`); nothing was cached, so a retry loads again.
+    #[error("loading the value failed (nothing was cached; a retry loads again): {0}")]
+    Load(#[source] Arc<E>),
+    /// The loader panicked while this caller was waiting for it. The caller
+    /// whose loader panicked sees the panic itself.
+    #[error("the shared load panicked in another caller; nothing was cached, a retry loads again")]
+    LoadPanicked,
+    /// The shared load failed with an error of another type than this
+    /// caller's loader returns (two call sites use different error types
+    /// for one key). Nothing was cached; a retry loads again.
+    #[error(
+        "the shared load for this key failed with another call site's error type; retry, or use one error type per key"
+    )]
+    LoadFailedElsewhere,
+    /// The database write of [`write_through`](crate::Cache::write_through)
+    /// failed; the cache was left untouched.
+    #[error("the database write failed, the cache was left untouched: {0}")]
+    Write(#[source] E),
+    /// Redis failed or did not answer in time, and the operation needs it
+    /// (or [`OnRedisError::Fail`](crate::OnRedisError::Fail) is chosen).
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The value could not be encoded with the cache's codec.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// In [`Backfill::Lease`](crate::Backfill::Lease) mode, another process
+    /// holds the lease for this key and did not fill it within
+    /// [`Options::lease_wait`](crate::Options::lease_wait).
+    #[error(
+        "another process is loading this key and has not filled it yet; retry in about {retry_after:?}"
+    )]
+    LeaseBusy {
+        /// A reasonable delay before retrying.
+        retry_after: Duration,
+    },
+}
+
+/// A Redis call that failed.
+#[derive(Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// Redis did not answer within [`Options::redis_timeout`](crate::Options::redis_timeout).
+    #[error(
+        "Redis did not answer within {0:?}; check that the server is up and reachable, or raise Options::redis_timeout"
+    )]
+    Timeout(Duration),
+    /// The client reported an error (connection lost, command refused, ...).
+    #[error("the Redis command failed: {0}; check the server and the connection")]
+    Command(#[source] SharedError),
+    /// Redis answered with a reply this crate does not expect.
+    #[error("unexpected reply from Redis: {0}; is the server Redis 6.2 or newer?")]
+    Reply(String),
+}
+
+impl fmt::Debug for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl RedisError {
+    /// Wraps a client error.
+    #[cfg_attr(not(any(feature = "redis", feature = "fred")), allow(dead_code))]
+    pub(crate) fn command(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        RedisError::Command(Arc::new(error))
+    }
+}
+
+/// A value that the codec could not encode or decode.
+#[derive(Clone, thiserror::Error)]
+#[error("the {codec} codec could not {action} the value: {source}")]
+pub struct CodecError {
+    codec: &'static str,
+    action: &'static str,
+    #[source]
+    source: SharedError,
+}
+
+impl fmt::Debug for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl CodecError {
+    /// An encoding failure reported by the codec named `codec`.
+    pub fn encode(
+        codec: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        CodecError {
+            codec,
+            action: "encode",
+            source: Arc::new(error),
+        }
+    }
+
+    /// A decoding failure reported by the codec named `codec`.
+    pub fn decode(
+        codec: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        CodecError {
+            codec,
+            action: "decode",
+            source: Arc::new(error),
+        }
+    }
+}

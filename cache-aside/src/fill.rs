@@ -1,0 +1,226 @@
+//! The miss path, run once per key by the singleflight leader: re-check
+//! the key, load, and write back as the [`Backfill`] mode says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::Backend;
+use crate::cache::Cache;
+use crate::codec::Codec;
+use crate::entry::{self, Entry};
+use crate::error::RedisError;
+use crate::jitter::jittered_millis;
+use crate::lease::{LeaseGuard, new_marker};
+use crate::load::Load;
+use crate::options::{Backfill, OnRedisError};
+use crate::shared::{FlightError, Shared};
+use crate::stats::bump;
+
+/// First pause while polling another process's lease; doubles up to
+/// [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(2);
+const MAX_POLL: Duration = Duration::from_millis(50);
+
+/// What the leader's loader produced, kept typed for the leader itself.
+pub(crate) type Slot<V> = Option<Option<V>>;
+
+impl<B: Backend, C: Codec> Cache<B, C> {
+    /// The flight's work: returns the entry every caller of the flight gets.
+    pub(crate) async fn fill<F: Load>(
+        &self,
+        read_key: &str,
+        degraded: bool,
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        if degraded {
+            return self.run_loader(load, slot).await;
+        }
+        match self.inner.options.backfill {
+            Backfill::Lease => self.fill_under_lease(read_key, load, slot).await,
+            _ => self.fill_set_nx(read_key, load, slot).await,
+        }
+    }
+
+    /// Re-check (a flight that just ended may have filled the key), load,
+    /// then `SET NX`.
+    async fn fill_set_nx<F: Load>(
+        &self,
+        read_key: &str,
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        let inner = &*self.inner;
+        match self.redis(inner.backend.get(read_key)).await {
+            Ok(Some(bytes)) => {
+                if let Some(shared) = self.usable(read_key, bytes).await {
+                    return Ok(shared);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return self.without_redis(error, load, slot).await,
+        }
+        let shared = self.run_loader(load, slot).await?;
+        let ttl_ms = self.ttl_ms(&shared);
+        if let Ok(false) = self
+            .redis(inner.backend.set_nx(read_key, shared.bytes(), ttl_ms))
+            .await
+        {
+            bump(&inner.counters.fills_refused);
+        }
+        Ok(shared)
+    }
+
+    /// Take the lease (or find the entry, or wait for another holder), load
+    /// under it, then fill only while the lease is still ours.
+    async fn fill_under_lease<F: Load>(
+        &self,
+        read_key: &str,
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        let inner = &*self.inner;
+        let options = &inner.options;
+        let marker = new_marker();
+        let lease_ms = u64::try_from(options.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let deadline = Instant::now() + options.lease_wait;
+        let mut pause = FIRST_POLL;
+        let mut waited = false;
+        loop {
+            let seen = match self
+                .redis(inner.backend.take_lease(read_key, &marker, lease_ms))
+                .await
+            {
+                Err(error) => return self.without_redis(error, load, slot).await,
+                Ok(None) => return self.load_under_lease(read_key, &marker, load, slot).await,
+                Ok(Some(bytes)) => bytes,
+            };
+            match Entry::parse(&seen) {
+                Entry::Lease => {}
+                Entry::Unreadable => self.drop_unreadable(read_key, &seen).await,
+                Entry::Value(_) | Entry::NotFound => {
+                    if let Some(shared) = Shared::from_read(seen) {
+                        return Ok(shared);
+                    }
+                    continue;
+                }
+            }
+            if !waited {
+                waited = true;
+                bump(&inner.counters.lease_waits);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bump(&inner.counters.lease_busy);
+                return Err(FlightError::LeaseBusy(pause.max(MAX_POLL)));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    async fn load_under_lease<F: Load>(
+        &self,
+        read_key: &str,
+        marker: &[u8],
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        let inner = &*self.inner;
+        // Gives the lease back if the load is cancelled or panics.
+        let guard = LeaseGuard::new(
+            inner.backend.clone(),
+            read_key,
+            marker,
+            inner.options.redis_timeout,
+        );
+        let loaded = self.run_loader(load, slot).await;
+        let outcome = match &loaded {
+            Ok(shared) => {
+                let ttl_ms = self.ttl_ms(shared);
+                self.redis(
+                    inner
+                        .backend
+                        .fill_lease(read_key, marker, shared.bytes(), ttl_ms),
+                )
+                .await
+            }
+            // Nothing to store: let the next reader take the lease at once.
+            Err(_) => self
+                .redis(inner.backend.del_if_equal(read_key, marker))
+                .await
+                .map(|_| true),
+        };
+        if let Ok(false) = outcome {
+            bump(&inner.counters.fills_refused);
+        }
+        guard.disarm();
+        loaded
+    }
+
+    /// Redis failed inside the flight: load without it, or fail, as
+    /// [`OnRedisError`] says.
+    async fn without_redis<F: Load>(
+        &self,
+        error: RedisError,
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        match self.inner.options.on_redis_error {
+            OnRedisError::Fail => Err(FlightError::Redis(error)),
+            _ => {
+                bump(&self.inner.counters.degraded);
+                self.run_loader(load, slot).await
+            }
+        }
+    }
+
+    /// Runs the caller's loader and encodes its answer.
+    async fn run_loader<F: Load>(
+        &self,
+        load: F,
+        slot: &mut Slot<F::Value>,
+    ) -> Result<Shared, FlightError> {
+        let inner = &*self.inner;
+        bump(&inner.counters.loads);
+        match load().await {
+            Ok(Some(value)) => {
+                let mut bytes = vec![entry::VALUE];
+                inner
+                    .codec
+                    .encode(&value, &mut bytes)
+                    .map_err(FlightError::Codec)?;
+                *slot = Some(Some(value));
+                Ok(Shared::Value(bytes.into()))
+            }
+            Ok(None) => {
+                *slot = Some(None);
+                Ok(Shared::NotFound)
+            }
+            Err(error) => {
+                bump(&inner.counters.load_errors);
+                Err(FlightError::Load(Arc::new(error)))
+            }
+        }
+    }
+
+    /// A usable entry from the bytes read; unreadable bytes are deleted.
+    async fn usable(&self, read_key: &str, bytes: Vec<u8>) -> Option<Shared> {
+        if Entry::parse(&bytes) == Entry::Unreadable {
+            self.drop_unreadable(read_key, &bytes).await;
+            return None;
+        }
+        Shared::from_read(bytes)
+    }
+
+    /// A jittered TTL for the entry, in milliseconds.
+    fn ttl_ms(&self, shared: &Shared) -> u64 {
+        let options = &self.inner.options;
+        match shared {
+            Shared::Value(_) => jittered_millis(options.ttl, options.jitter),
+            Shared::NotFound => jittered_millis(options.not_found_ttl, options.jitter),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Lease markers and the guard that gives a lease back when a load is
+//! abandoned (error, panic or cancellation), so other processes need not
+//! wait for it to expire.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::backend::Backend;
+use crate::entry;
+
+/// A fresh lease marker: the lease tag and 16 random bytes.
+pub(crate) fn new_marker() -> Vec<u8> {
+    let token: [u8; 16] = rand::rng().random();
+    let mut marker = Vec::with_capacity(17);
+    marker.push(entry::LEASE);
+    marker.extend_from_slice(&token);
+    marker
+}
+
+/// Releases the lease on drop unless [`LeaseGuard::disarm`] was called.
+pub(crate) struct LeaseGuard<B: Backend> {
+    backend: B,
+    key: String,
+    marker: Vec<u8>,
+    limit: Duration,
+    armed: bool,
+}
+
+impl<B: Backend> LeaseGuard<B> {
+    pub(crate) fn new(backend: B, key: &str, marker: &[u8], limit: Duration) -> Self {
+        LeaseGuard {
+            backend,
+            key: key.to_owned(),
+            marker: marker.to_vec(),
+            limit,
+            armed: true,
+        }
+    }
+
+    /// The lease was used or released: nothing to do on drop.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<B: Backend> Drop for LeaseGuard<B> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Best effort: without a runtime the lease simply expires.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let backend = self.backend.clone();
+            let key = std::mem::take(&mut self.key);
+            let marker = std::mem::take(&mut self.marker);
+            let limit = self.limit;
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(limit, backend.del_if_equal(&key, &marker)).await;
+            });
+        }
+    }
+}
