@@ -44,6 +44,15 @@ pub enum Call<'a> {
         /// ARGV.
         args: &'a [String],
     },
+    /// `EVAL code numkeys keys... args...` (also caches the script).
+    Eval {
+        /// The script source.
+        code: &'a str,
+        /// KEYS.
+        keys: &'a [String],
+        /// ARGV.
+        args: &'a [String],
+    },
     /// `FCALL function numkeys keys... args...`
     FCall {
         /// The function name.
@@ -52,11 +61,6 @@ pub enum Call<'a> {
         keys: &'a [String],
         /// ARGV.
         args: &'a [String],
-    },
-    /// `SCRIPT LOAD code` (on every primary of a cluster).
-    ScriptLoad {
-        /// The script source.
-        code: &'a str,
     },
     /// `FUNCTION LOAD REPLACE code` (on every primary of a cluster).
     FunctionLoad {

@@ -148,7 +148,10 @@ mod tests {
         long.request_id = "x".repeat(MAX_ID_LEN + 1);
         assert!(matches!(
             long.validate(),
-            Err(InvalidInput::IdTooLong { field: "request id", .. })
+            Err(InvalidInput::IdTooLong {
+                field: "request id",
+                ..
+            })
         ));
         let mut no_user = order(vec![("a", 1)]);
         no_user.user_id.clear();
@@ -162,6 +165,9 @@ mod tests {
             zero_limit.validate(),
             Err(InvalidInput::Zero { .. })
         ));
-        assert_eq!(order(vec![("a", 1), ("b", MAX_QUANTITY)]).validate(), Ok(()));
+        assert_eq!(
+            order(vec![("a", 1), ("b", MAX_QUANTITY)]).validate(),
+            Ok(())
+        );
     }
 }

@@ -11,7 +11,9 @@ pub enum Error {
     Invalid(#[from] InvalidInput),
     /// No stock was ever set for this SKU (its stock key is missing), so the
     /// request was refused and nothing was written, not even the request record.
-    #[error("no stock is set for SKU {sku:?}: call StockStore::set_stock first; nothing was deducted")]
+    #[error(
+        "no stock is set for SKU {sku:?}: call StockStore::set_stock first; nothing was deducted"
+    )]
     UnknownSku {
         /// The SKU without a stock key.
         sku: String,
@@ -44,9 +46,7 @@ pub enum Error {
 pub enum InvalidInput {
     /// The namespace is empty, longer than 64 bytes, or contains `{` or `}`
     /// (it becomes the Redis Cluster hash tag of every key).
-    #[error(
-        "namespace {namespace:?} is not usable: it must be 1 to 64 bytes without '{{' or '}}'"
-    )]
+    #[error("namespace {namespace:?} is not usable: it must be 1 to 64 bytes without '{{' or '}}'")]
     Namespace {
         /// The namespace given.
         namespace: String,
@@ -63,7 +63,9 @@ pub enum InvalidInput {
         max: usize,
     },
     /// The same SKU appears twice in one deduction.
-    #[error("SKU {sku:?} appears more than once in the deduction: merge its quantities into one item")]
+    #[error(
+        "SKU {sku:?} appears more than once in the deduction: merge its quantities into one item"
+    )]
     DuplicateSku {
         /// The repeated SKU.
         sku: String,
@@ -107,4 +109,3 @@ pub enum InvalidInput {
         ttl: Duration,
     },
 }
-

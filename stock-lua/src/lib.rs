@@ -72,9 +72,12 @@
 //! # Scripts
 //!
 //! The scripts are `.lua` files compiled in with `include_str!`, run by
-//! `EVALSHA` and loaded again transparently on `NOSCRIPT` (after a restart, a
-//! failover, or `SCRIPT FLUSH`), or, with [`ScriptMode::Functions`], as a Redis 7
-//! function library (`FCALL`), loaded again transparently when missing.
+//! `EVALSHA`; a `NOSCRIPT` reply (after a restart, a failover, or `SCRIPT
+//! FLUSH`) is handled transparently by sending that call as `EVAL` with the
+//! script text, which also caches the script again. With
+//! [`ScriptMode::Functions`] they run as a Redis 7 function library
+//! (`FCALL`), which survives restarts and failovers; a missing library is
+//! loaded again by one caller while the others fall back to `EVAL`.
 //!
 //! # Features
 //!

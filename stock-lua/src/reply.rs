@@ -169,7 +169,9 @@ pub(crate) fn log_entries(reply: Reply) -> Result<Vec<LogEntry>, Error> {
 fn log_entry(entry: Reply) -> Result<LogEntry, Error> {
     let mut parts = entry.into_array()?.into_iter();
     let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
-        return Err(Error::UnexpectedReply("a stream entry without fields".into()));
+        return Err(Error::UnexpectedReply(
+            "a stream entry without fields".into(),
+        ));
     };
     let id = id.into_string()?;
     let time_ms = id
@@ -241,7 +243,10 @@ mod tests {
             }
         );
         assert!(r(1, 1, "a", 3).unwrap().replayed);
-        assert_eq!(r(2, 0, "b", 0).unwrap().outcome, Outcome::SoldOut { sku: "b".into() });
+        assert_eq!(
+            r(2, 0, "b", 0).unwrap().outcome,
+            Outcome::SoldOut { sku: "b".into() }
+        );
         assert_eq!(
             r(3, 0, "c", 2).unwrap().outcome,
             Outcome::LimitExceeded {
@@ -252,7 +257,10 @@ mod tests {
         assert_eq!(r(4, 1, "", 0).unwrap().outcome, Outcome::Cancelled);
         assert!(matches!(r(-1, 0, "z", 0), Err(Error::UnknownSku { sku }) if sku == "z"));
         assert!(matches!(r(9, 0, "", 0), Err(Error::UnexpectedReply(_))));
-        assert!(matches!(decision(Reply::Int(1)), Err(Error::UnexpectedReply(_))));
+        assert!(matches!(
+            decision(Reply::Int(1)),
+            Err(Error::UnexpectedReply(_))
+        ));
     }
 
     #[test]

@@ -7,15 +7,16 @@ use std::sync::LazyLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ScriptMode {
-    /// `EVALSHA`, with `SCRIPT LOAD` and one retry on `NOSCRIPT` (the script
-    /// cache is emptied by a restart, a failover or `SCRIPT FLUSH`). Any Redis
-    /// version.
+    /// `EVALSHA`; on `NOSCRIPT` (the script cache is emptied by a restart, a
+    /// failover or `SCRIPT FLUSH`) the call is sent again as `EVAL` with the
+    /// script text, which caches it for the next `EVALSHA`. Any Redis version.
     #[default]
     EvalSha,
     /// Redis 7 Functions: `FCALL` of a library loaded with
     /// `FUNCTION LOAD REPLACE`, which persists and replicates, so it survives
-    /// restarts and failovers. A missing library is loaded again
-    /// transparently, as with `EvalSha`.
+    /// restarts and failovers. When the library is missing (`FUNCTION FLUSH`,
+    /// a new server) the call falls back to `EVAL` and one caller loads the
+    /// library again.
     Functions,
 }
 
@@ -50,7 +51,9 @@ fn build() -> Scripts {
     // Function names are global in Redis: the library name carries a digest
     // of its code, so two versions of this crate sharing a server never
     // replace each other's functions.
-    let digest = sha1_smol::Sha1::from(SOURCES.map(|(_, code)| code).concat()).digest().to_string();
+    let digest = sha1_smol::Sha1::from(SOURCES.map(|(_, code)| code).concat())
+        .digest()
+        .to_string();
     let library_name = format!("seckill_stock_{}", digest.get(..12).unwrap_or(&digest));
     let mut library = format!("#!lua name={library_name}\n");
     let [deduct, refund, set_stock, add_stock] = SOURCES.map(|(name, code)| {

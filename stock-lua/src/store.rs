@@ -1,6 +1,8 @@
 //! [`StockStore`]: the typed API over the scripts.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::connection::{Call, Connection, Missing};
@@ -56,6 +58,8 @@ pub struct StockStore<C> {
     namespace: String,
     dedup_ttl_ms: String,
     mode: ScriptMode,
+    /// Set while one clone of this store loads the function library.
+    loading: Arc<AtomicBool>,
 }
 
 impl<C> fmt::Debug for StockStore<C> {
@@ -87,6 +91,7 @@ impl<C: Connection> StockStore<C> {
             namespace: namespace.to_owned(),
             dedup_ttl_ms: ttl_ms(DEFAULT_DEDUP_TTL),
             mode: ScriptMode::default(),
+            loading: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -191,7 +196,11 @@ impl<C: Connection> StockStore<C> {
     pub async fn stock(&self, sku: &str) -> Result<i64, Error> {
         check_id("SKU", sku)?;
         let key = self.keys.stock(sku);
-        Ok(self.keyed("GET", &key, &[]).await?.into_opt_int()?.unwrap_or(0))
+        Ok(self
+            .keyed("GET", &key, &[])
+            .await?
+            .into_opt_int()?
+            .unwrap_or(0))
     }
 
     /// Whether `sku` carries the sold-out mark (set by the script that took
@@ -207,7 +216,11 @@ impl<C: Connection> StockStore<C> {
     pub async fn is_sold_out(&self, sku: &str) -> Result<bool, Error> {
         check_id("SKU", sku)?;
         let set = self.keys.sold_out();
-        Ok(self.keyed("SISMEMBER", &set, &[sku.to_owned()]).await?.into_int()? == 1)
+        Ok(self
+            .keyed("SISMEMBER", &set, &[sku.to_owned()])
+            .await?
+            .into_int()?
+            == 1)
     }
 
     /// Every SKU of the namespace carrying the sold-out mark, in no order:
@@ -390,11 +403,15 @@ impl<C: Connection> StockStore<C> {
         Ok(self.conn.call(Call::Keyed { cmd, key, args }).await?)
     }
 
-    /// Runs `script` by digest or as a function; when the server lacks it
-    /// (`NOSCRIPT` after a restart, failover or `SCRIPT FLUSH`; a deleted
-    /// function library), loads it and retries once.
+    /// Runs `script` by digest or as a function, and copes with a server
+    /// that lacks it (a restart or failover emptied the script cache,
+    /// `SCRIPT FLUSH`, a deleted function library): that call is answered by
+    /// `EVAL` of the script text, which needs nothing loaded and caches the
+    /// script again. In [`ScriptMode::Functions`] one caller at a time also
+    /// loads the library again, so thousands of callers hitting a missing
+    /// library cause one `FUNCTION LOAD`, not thousands.
     async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Reply, Error> {
-        let (call, missing, load) = match self.mode {
+        let (call, missing) = match self.mode {
             ScriptMode::EvalSha => (
                 Call::EvalSha {
                     sha: &script.sha,
@@ -402,7 +419,6 @@ impl<C: Connection> StockStore<C> {
                     args,
                 },
                 Missing::Script,
-                Call::ScriptLoad { code: script.code },
             ),
             ScriptMode::Functions => (
                 Call::FCall {
@@ -411,18 +427,37 @@ impl<C: Connection> StockStore<C> {
                     args,
                 },
                 Missing::Function,
-                Call::FunctionLoad {
-                    code: &SCRIPTS.library,
-                },
             ),
         };
         match self.conn.call(call).await {
             Err(e) if e.missing == missing => {
-                self.conn.call(load).await?;
-                Ok(self.conn.call(call).await?)
+                if missing == Missing::Function
+                    && let Some(_loading) = LoadGuard::try_new(&self.loading)
+                {
+                    let code = &SCRIPTS.library;
+                    self.conn.call(Call::FunctionLoad { code }).await?;
+                }
+                let code = script.code;
+                Ok(self.conn.call(Call::Eval { code, keys, args }).await?)
             }
             other => Ok(other?),
         }
+    }
+}
+
+/// Marks a library load in progress; clears the mark when dropped, even
+/// when the future doing the load is cancelled.
+struct LoadGuard<'a>(&'a AtomicBool);
+
+impl<'a> LoadGuard<'a> {
+    fn try_new(flag: &'a AtomicBool) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(Self(flag))
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -10,10 +10,7 @@ use crate::reply::Reply;
 impl Sealed for Client {}
 
 impl Connection for Client {
-    fn call(
-        &self,
-        call: Call<'_>,
-    ) -> impl Future<Output = Result<Reply, ClientError>> + Send {
+    fn call(&self, call: Call<'_>) -> impl Future<Output = Result<Reply, ClientError>> + Send {
         async move {
             let result: Result<Value, fred::error::Error> = match call {
                 Call::EvalSha { sha, keys, args } => {
@@ -24,14 +21,19 @@ impl Connection for Client {
                     keys,
                     args,
                 } => self.fcall(function, keys.to_vec(), args.to_vec()).await,
-                Call::ScriptLoad { code } => self.script_load_cluster(code).await,
+                Call::Eval { code, keys, args } => {
+                    self.eval(code, keys.to_vec(), args.to_vec()).await
+                }
                 Call::FunctionLoad { code } => self.function_load_cluster(true, code).await,
                 Call::Keyed { cmd, key, args } => {
                     let mut all = Vec::with_capacity(args.len() + 1);
                     all.push(key.to_owned());
                     all.extend_from_slice(args);
-                    self.custom(CustomCommand::new_static(cmd, ClusterHash::FirstKey, false), all)
-                        .await
+                    self.custom(
+                        CustomCommand::new_static(cmd, ClusterHash::FirstKey, false),
+                        all,
+                    )
+                    .await
                 }
             };
             match result {

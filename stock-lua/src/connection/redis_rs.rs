@@ -9,19 +9,13 @@ impl Sealed for MultiplexedConnection {}
 impl Sealed for ConnectionManager {}
 
 impl Connection for MultiplexedConnection {
-    fn call(
-        &self,
-        call: Call<'_>,
-    ) -> impl Future<Output = Result<Reply, ClientError>> + Send {
+    fn call(&self, call: Call<'_>) -> impl Future<Output = Result<Reply, ClientError>> + Send {
         send(self.clone(), command(call))
     }
 }
 
 impl Connection for ConnectionManager {
-    fn call(
-        &self,
-        call: Call<'_>,
-    ) -> impl Future<Output = Result<Reply, ClientError>> + Send {
+    fn call(&self, call: Call<'_>) -> impl Future<Output = Result<Reply, ClientError>> + Send {
         send(self.clone(), command(call))
     }
 }
@@ -42,9 +36,9 @@ fn command(call: Call<'_>) -> redis::Cmd {
             cmd.arg(function).arg(keys.len()).arg(keys).arg(args);
             cmd
         }
-        Call::ScriptLoad { code } => {
-            let mut cmd = redis::cmd("SCRIPT");
-            cmd.arg("LOAD").arg(code);
+        Call::Eval { code, keys, args } => {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(code).arg(keys.len()).arg(keys).arg(args);
             cmd
         }
         Call::FunctionLoad { code } => {
@@ -52,7 +46,11 @@ fn command(call: Call<'_>) -> redis::Cmd {
             cmd.arg("LOAD").arg("REPLACE").arg(code);
             cmd
         }
-        Call::Keyed { cmd: name, key, args } => {
+        Call::Keyed {
+            cmd: name,
+            key,
+            args,
+        } => {
             let mut cmd = redis::cmd(name);
             cmd.arg(key).arg(args);
             cmd
