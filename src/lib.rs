@@ -10,9 +10,14 @@
 //! | feature | crate | what it does |
 //! |---|---|---|
 //! | `singleflight` (default) | [`seckill-singleflight`](https://docs.rs/seckill-singleflight) | one execution per key among concurrent async callers |
+//! | `stock-lua` (default) | [`seckill-stock-lua`](https://docs.rs/seckill-stock-lua) | atomic multi-SKU stock deduction in one Redis Lua script, with dedup, per-user limits, refunds and a deduction log |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "singleflight")]
 #[doc(inline)]
 pub use seckill_singleflight as singleflight;
+
+#[cfg(feature = "stock-lua")]
+#[doc(inline)]
+pub use seckill_stock_lua as stock_lua;

@@ -87,6 +87,8 @@ pub struct ClientError {
 }
 
 /// Whether an error says the server lacks our script or function.
+// Without a client feature nothing constructs these.
+#[cfg_attr(not(any(feature = "redis", feature = "fred")), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Missing {
     Nothing,
@@ -94,6 +96,7 @@ pub(crate) enum Missing {
     Function,
 }
 
+#[cfg_attr(not(any(feature = "redis", feature = "fred")), allow(dead_code))]
 impl ClientError {
     /// Wraps a client error; `message` is the server's error text, if any.
     pub(crate) fn new(

@@ -10,38 +10,34 @@ use crate::reply::Reply;
 impl Sealed for Client {}
 
 impl Connection for Client {
-    fn call(&self, call: Call<'_>) -> impl Future<Output = Result<Reply, ClientError>> + Send {
-        async move {
-            let result: Result<Value, fred::error::Error> = match call {
-                Call::EvalSha { sha, keys, args } => {
-                    self.evalsha(sha, keys.to_vec(), args.to_vec()).await
-                }
-                Call::FCall {
-                    function,
-                    keys,
-                    args,
-                } => self.fcall(function, keys.to_vec(), args.to_vec()).await,
-                Call::Eval { code, keys, args } => {
-                    self.eval(code, keys.to_vec(), args.to_vec()).await
-                }
-                Call::FunctionLoad { code } => self.function_load_cluster(true, code).await,
-                Call::Keyed { cmd, key, args } => {
-                    let mut all = Vec::with_capacity(args.len() + 1);
-                    all.push(key.to_owned());
-                    all.extend_from_slice(args);
-                    self.custom(
-                        CustomCommand::new_static(cmd, ClusterHash::FirstKey, false),
-                        all,
-                    )
-                    .await
-                }
-            };
-            match result {
-                Ok(value) => Ok(reply(value)),
-                Err(e) => {
-                    let message = e.details().to_owned();
-                    Err(ClientError::new(e, &message))
-                }
+    async fn call(&self, call: Call<'_>) -> Result<Reply, ClientError> {
+        let result: Result<Value, fred::error::Error> = match call {
+            Call::EvalSha { sha, keys, args } => {
+                self.evalsha(sha, keys.to_vec(), args.to_vec()).await
+            }
+            Call::FCall {
+                function,
+                keys,
+                args,
+            } => self.fcall(function, keys.to_vec(), args.to_vec()).await,
+            Call::Eval { code, keys, args } => self.eval(code, keys.to_vec(), args.to_vec()).await,
+            Call::FunctionLoad { code } => self.function_load_cluster(true, code).await,
+            Call::Keyed { cmd, key, args } => {
+                let mut all = Vec::with_capacity(args.len() + 1);
+                all.push(key.to_owned());
+                all.extend_from_slice(args);
+                self.custom(
+                    CustomCommand::new_static(cmd, ClusterHash::FirstKey, false),
+                    all,
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(value) => Ok(reply(value)),
+            Err(e) => {
+                let message = e.details().to_owned();
+                Err(ClientError::new(e, &message))
             }
         }
     }

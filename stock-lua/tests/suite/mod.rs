@@ -501,7 +501,8 @@ pub async fn bad_input_is_refused<C: Client>() {
     let ns = namespace();
     let store = store::<C>(&ns).await;
     store.set_stock("a", 10).await.unwrap();
-    let cases: Vec<(Deduction, fn(&InvalidInput) -> bool)> = vec![
+    type Check = fn(&InvalidInput) -> bool;
+    let cases: Vec<(Deduction, Check)> = vec![
         (order("r", "u", &[], None), |e| {
             *e == InvalidInput::EmptyItems
         }),
