@@ -1,2 +1,326 @@
-//! Placeholder.
-fn main() {}
+//! `seckill-stock-lua`: deductions per second through `StockStore::deduct`,
+//! beside the same script sent as raw `EVALSHA` (the ceiling), a naive
+//! `WATCH`/`MULTI`/`EXEC` deduction, and a bare `DECRBY` round trip, all on
+//! the same Redis in the same run with the same number of requests in flight.
+//!
+//! Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! Run: `cargo bench --bench stock_lua -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use seckill::stock_lua::{Deduction, StockStore};
+
+/// Requests kept in flight by every contender.
+const IN_FLIGHT: usize = 64;
+/// Buyers cycle through this many user ids (keeps the bought-hash small).
+const USERS: u64 = 1_000;
+const SKU: &str = "bench-sku";
+const DEDUCT_LUA: &str = include_str!("../stock-lua/src/lua/deduct.lua");
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+fn namespace() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("bench-{}-{nanos}", std::process::id())
+}
+
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis is not reachable at {} ({e}); start it with `bash scripts/services.sh`",
+                redis_url()
+            )
+        })
+}
+
+async fn fred_client() -> fred::clients::Client {
+    use fred::interfaces::ClientLike;
+    let config = fred::types::config::Config::from_url(&redis_url()).unwrap();
+    let client = fred::clients::Client::new(config, None, None, None);
+    client.init().await.unwrap();
+    client
+}
+
+fn order(ns_tag: u64) -> Deduction {
+    let id = next_id();
+    Deduction {
+        request_id: format!("{ns_tag}-{id}"),
+        user_id: format!("u{}", id % USERS),
+        items: vec![(SKU.to_owned(), 1)],
+        per_user_limit: None,
+    }
+}
+
+/// Runs `n` deductions with `IN_FLIGHT` outstanding and returns the elapsed time.
+async fn timed<F, Fut>(n: u64, one: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|_| one())
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
+    start.elapsed()
+}
+
+/// The raw harness: the deduct script by `EVALSHA`, keys and ARGV built by
+/// hand following the documented layout, no parsing beyond the reply.
+fn raw_args(ns: &str, id: u64) -> Vec<String> {
+    let p = format!("seckill:{{{ns}}}:");
+    vec![
+        format!("{p}req:raw-{id}"),
+        format!("{p}soldout"),
+        format!("{p}stock:{SKU}"),
+        format!("{p}log:{SKU}"),
+        format!("{p}bought:{SKU}"),
+        format!("raw-{id}"),
+        format!("u{}", id % USERS),
+        "60000".to_owned(),
+        "0".to_owned(),
+        "1".to_owned(),
+        SKU.to_owned(),
+        "1".to_owned(),
+    ]
+}
+
+async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, ns: &str) {
+    let p = format!("seckill:{{{ns}}}:");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{p}stock:{SKU}"))
+        .arg(format!("{p}log:{SKU}"))
+        .arg(format!("{p}bought:{SKU}"))
+        .arg(format!("{p}soldout"))
+        .arg(format!("{p}naive"))
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+fn deduct_redis_rs(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = namespace();
+    let (store, mut admin, sha) = rt.block_on(async {
+        let mut admin = redis_conn().await;
+        let store = StockStore::new(redis_conn().await, &ns)
+            .unwrap()
+            .with_dedup_ttl(Duration::from_secs(60))
+            .unwrap();
+        store.set_stock(SKU, 1 << 50).await.unwrap();
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(DEDUCT_LUA)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        (store, admin, sha)
+    });
+    let raw = rt.block_on(redis_conn());
+    let naive: Vec<_> = rt.block_on(async {
+        let mut all = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            all.push(redis_conn().await);
+        }
+        all
+    });
+    let naive_key = format!("seckill:{{{ns}}}:naive");
+    rt.block_on(async {
+        let _: () = redis::cmd("SET")
+            .arg(&naive_key)
+            .arg(1u64 << 50)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    });
+
+    let mut group = c.benchmark_group(format!("deduct_redis_rs_{IN_FLIGHT}_in_flight"));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("stock_store_deduct", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let store = store.clone();
+            async move {
+                timed(n, || {
+                    let store = store.clone();
+                    async move {
+                        let d = store.deduct(&order(0)).await.unwrap();
+                        assert!(d.outcome.is_deducted());
+                    }
+                })
+                .await
+            }
+        })
+    });
+    group.bench_function("raw_evalsha_same_script", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+            async move {
+                timed(n, || {
+                    let (mut raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+                    async move {
+                        let args = raw_args(&ns, next_id());
+                        let reply: Vec<redis::Value> = redis::cmd("EVALSHA")
+                            .arg(&sha)
+                            .arg(5)
+                            .arg(&args)
+                            .query_async(&mut raw)
+                            .await
+                            .unwrap();
+                        assert_eq!(reply.first(), Some(&redis::Value::Int(0)));
+                    }
+                })
+                .await
+            }
+        })
+    });
+    group.bench_function("bare_decrby", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (raw, key) = (raw.clone(), naive_key.clone());
+            async move {
+                timed(n, || {
+                    let (mut raw, key) = (raw.clone(), key.clone());
+                    async move {
+                        let _: i64 = redis::cmd("DECRBY")
+                            .arg(&key)
+                            .arg(1)
+                            .query_async(&mut raw)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await
+            }
+        })
+    });
+    group.bench_function("naive_watch_multi_exec", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (conns, key) = (naive.clone(), naive_key.clone());
+            async move {
+                // Each of IN_FLIGHT workers owns a connection (WATCH is per
+                // connection) and retries its optimistic transaction until it
+                // commits; n successful deductions in total.
+                let start = Instant::now();
+                let per_worker = n.div_ceil(IN_FLIGHT as u64);
+                let workers = conns.into_iter().map(|mut conn| {
+                    let key = key.clone();
+                    async move {
+                        for _ in 0..per_worker {
+                            loop {
+                                let _: () = redis::cmd("WATCH")
+                                    .arg(&key)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .unwrap();
+                                let left: i64 = redis::cmd("GET")
+                                    .arg(&key)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .unwrap();
+                                assert!(left >= 1);
+                                let committed: Option<(i64,)> = redis::pipe()
+                                    .atomic()
+                                    .cmd("DECRBY")
+                                    .arg(&key)
+                                    .arg(1)
+                                    .query_async(&mut conn)
+                                    .await
+                                    .unwrap();
+                                if committed.is_some() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+                futures::future::join_all(workers).await;
+                start.elapsed()
+            }
+        })
+    });
+    group.finish();
+    rt.block_on(cleanup(&mut admin, &ns));
+}
+
+fn deduct_fred(c: &mut Criterion) {
+    use fred::interfaces::LuaInterface;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = namespace();
+    let (store, raw, sha, mut admin) = rt.block_on(async {
+        let store = StockStore::new(fred_client().await, &ns)
+            .unwrap()
+            .with_dedup_ttl(Duration::from_secs(60))
+            .unwrap();
+        store.set_stock(SKU, 1 << 50).await.unwrap();
+        let raw = fred_client().await;
+        let sha: String = raw.script_load(DEDUCT_LUA).await.unwrap();
+        (store, raw, sha, redis_conn().await)
+    });
+    let mut group = c.benchmark_group(format!("deduct_fred_{IN_FLIGHT}_in_flight"));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("stock_store_deduct", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let store = store.clone();
+            async move {
+                timed(n, || {
+                    let store = store.clone();
+                    async move {
+                        let d = store.deduct(&order(1)).await.unwrap();
+                        assert!(d.outcome.is_deducted());
+                    }
+                })
+                .await
+            }
+        })
+    });
+    group.bench_function("raw_evalsha_same_script", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+            async move {
+                timed(n, || {
+                    let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+                    async move {
+                        let mut args = raw_args(&ns, next_id());
+                        let argv = args.split_off(5);
+                        let reply: Vec<fred::types::Value> =
+                            raw.evalsha(sha, args, argv).await.unwrap();
+                        assert_eq!(reply.first().and_then(|v| v.as_i64()), Some(0));
+                    }
+                })
+                .await
+            }
+        })
+    });
+    group.finish();
+    rt.block_on(cleanup(&mut admin, &ns));
+}
+
+criterion_group!(benches, deduct_redis_rs, deduct_fred);
+criterion_main!(benches);
