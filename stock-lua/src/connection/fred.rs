@@ -2,7 +2,7 @@
 
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, FunctionInterface, LuaInterface};
-use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::types::{ClusterHash, CustomCommand, Key, MultipleKeys, Value};
 
 use super::{Call, ClientError, Connection, sealed::Sealed};
 use crate::reply::Reply;
@@ -13,19 +13,21 @@ impl Connection for Client {
     async fn call(&self, call: Call<'_>) -> Result<Reply, ClientError> {
         let result: Result<Value, fred::error::Error> = match call {
             Call::EvalSha { sha, keys, args } => {
-                self.evalsha(sha, keys.to_vec(), args.to_vec()).await
+                self.evalsha(sha, fred_keys(keys), fred_args(args)).await
             }
             Call::FCall {
                 function,
                 keys,
                 args,
-            } => self.fcall(function, keys.to_vec(), args.to_vec()).await,
-            Call::Eval { code, keys, args } => self.eval(code, keys.to_vec(), args.to_vec()).await,
+            } => self.fcall(function, fred_keys(keys), fred_args(args)).await,
+            Call::Eval { code, keys, args } => {
+                self.eval(code, fred_keys(keys), fred_args(args)).await
+            }
             Call::FunctionLoad { code } => self.function_load_cluster(true, code).await,
             Call::Keyed { cmd, key, args } => {
                 let mut all = Vec::with_capacity(args.len() + 1);
-                all.push(key.to_owned());
-                all.extend_from_slice(args);
+                all.push(Value::from(key));
+                all.extend(args.iter().map(|a| Value::from(a.as_str())));
                 self.custom(
                     CustomCommand::new_static(cmd, ClusterHash::FirstKey, false),
                     all,
@@ -41,6 +43,15 @@ impl Connection for Client {
             }
         }
     }
+}
+
+/// Copies each key once, straight into fred's type.
+fn fred_keys(keys: &[String]) -> MultipleKeys {
+    keys.iter().map(|k| Key::from(k.as_str())).collect()
+}
+
+fn fred_args(args: &[String]) -> Vec<Value> {
+    args.iter().map(|a| Value::from(a.as_str())).collect()
 }
 
 fn reply(value: Value) -> Reply {
