@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use seckill::stock_lua::{Deduction, StockStore};
+use redis::aio::MultiplexedConnection;
+use seckill::stock_lua::{Connection, Deduction, StockStore};
 
 /// Requests kept in flight by every contender.
 const IN_FLIGHT: usize = 64;
@@ -87,6 +88,31 @@ where
     start.elapsed()
 }
 
+/// Requests per chunk when two contenders are interleaved.
+const CHUNK: u64 = 512;
+
+/// Times `n` calls of `measured`, interleaved chunk by chunk with as many
+/// untimed calls of `other`: on a shared machine whose load drifts, both
+/// contenders of a pair then run under the same conditions, so their ratio
+/// holds even when the absolute numbers wander.
+async fn interleaved<F, Fut, G, Gut>(n: u64, measured: F, other: G) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+    G: Fn() -> Gut,
+    Gut: Future<Output = ()>,
+{
+    let mut total = Duration::ZERO;
+    let mut left = n;
+    while left > 0 {
+        let chunk = left.min(CHUNK);
+        total += timed(chunk, &measured).await;
+        timed(chunk, &other).await;
+        left -= chunk;
+    }
+    total
+}
+
 /// The raw harness: the deduct script by `EVALSHA`, keys and ARGV built by
 /// hand following the documented layout, no parsing beyond the reply.
 fn raw_args(ns: &str, id: u64) -> Vec<String> {
@@ -118,6 +144,46 @@ async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, ns: &str) {
         .query_async(conn)
         .await
         .unwrap();
+}
+
+/// One deduction through the store.
+fn ours<C: Connection>(store: &StockStore<C>, tag: u64) -> impl Future<Output = ()> + use<C> {
+    let store = store.clone();
+    async move {
+        let d = store.deduct(&order(tag)).await.unwrap();
+        assert!(d.outcome.is_deducted());
+    }
+}
+
+/// The same script by raw `EVALSHA` over redis-rs.
+fn raw_rs(conn: &MultiplexedConnection, sha: &str, ns: &str) -> impl Future<Output = ()> + use<> {
+    let (mut conn, sha, args) = (conn.clone(), sha.to_owned(), raw_args(ns, next_id()));
+    async move {
+        let reply: Vec<redis::Value> = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(5)
+            .arg(&args)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(reply.first(), Some(&redis::Value::Int(0)));
+    }
+}
+
+/// The same script by raw `EVALSHA` over fred.
+fn raw_fred(
+    client: &fred::clients::Client,
+    sha: &str,
+    ns: &str,
+) -> impl Future<Output = ()> + use<> {
+    use fred::interfaces::LuaInterface;
+    let (client, sha) = (client.clone(), sha.to_owned());
+    let mut keys = raw_args(ns, next_id());
+    let argv = keys.split_off(5);
+    async move {
+        let reply: Vec<fred::types::Value> = client.evalsha(sha, keys, argv).await.unwrap();
+        assert_eq!(reply.first().and_then(|v| v.as_i64()), Some(0));
+    }
 }
 
 fn deduct_redis_rs(c: &mut Criterion) {
@@ -163,39 +229,14 @@ fn deduct_redis_rs(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("stock_store_deduct", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let store = store.clone();
-            async move {
-                timed(n, || {
-                    let store = store.clone();
-                    async move {
-                        let d = store.deduct(&order(0)).await.unwrap();
-                        assert!(d.outcome.is_deducted());
-                    }
-                })
-                .await
-            }
+            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
+            async move { interleaved(n, || ours(&store, 0), || raw_rs(&raw, &sha, &ns)).await }
         })
     });
     group.bench_function("raw_evalsha_same_script", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
-            async move {
-                timed(n, || {
-                    let (mut raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
-                    async move {
-                        let args = raw_args(&ns, next_id());
-                        let reply: Vec<redis::Value> = redis::cmd("EVALSHA")
-                            .arg(&sha)
-                            .arg(5)
-                            .arg(&args)
-                            .query_async(&mut raw)
-                            .await
-                            .unwrap();
-                        assert_eq!(reply.first(), Some(&redis::Value::Int(0)));
-                    }
-                })
-                .await
-            }
+            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
+            async move { interleaved(n, || raw_rs(&raw, &sha, &ns), || ours(&store, 0)).await }
         })
     });
     group.bench_function("bare_decrby", |b| {
@@ -223,7 +264,7 @@ fn deduct_redis_rs(c: &mut Criterion) {
             async move {
                 // Each of IN_FLIGHT workers owns a connection (WATCH is per
                 // connection) and retries its optimistic transaction until it
-                // commits; n successful deductions in total.
+                // commits; about n successful deductions in total.
                 let start = Instant::now();
                 let per_worker = n.div_ceil(IN_FLIGHT as u64);
                 let workers = conns.into_iter().map(|mut conn| {
@@ -287,35 +328,14 @@ fn deduct_fred(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("stock_store_deduct", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let store = store.clone();
-            async move {
-                timed(n, || {
-                    let store = store.clone();
-                    async move {
-                        let d = store.deduct(&order(1)).await.unwrap();
-                        assert!(d.outcome.is_deducted());
-                    }
-                })
-                .await
-            }
+            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
+            async move { interleaved(n, || ours(&store, 1), || raw_fred(&raw, &sha, &ns)).await }
         })
     });
     group.bench_function("raw_evalsha_same_script", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
-            async move {
-                timed(n, || {
-                    let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
-                    async move {
-                        let mut args = raw_args(&ns, next_id());
-                        let argv = args.split_off(5);
-                        let reply: Vec<fred::types::Value> =
-                            raw.evalsha(sha, args, argv).await.unwrap();
-                        assert_eq!(reply.first().and_then(|v| v.as_i64()), Some(0));
-                    }
-                })
-                .await
-            }
+            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
+            async move { interleaved(n, || raw_fred(&raw, &sha, &ns), || ours(&store, 1)).await }
         })
     });
     group.finish();
