@@ -54,6 +54,12 @@ const REFUND_ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct StockStore<C> {
     conn: C,
+    /// Shared by clones, so a clone is one connection handle and one `Arc`.
+    settings: Arc<Settings>,
+}
+
+#[derive(Clone)]
+struct Settings {
     keys: Keys,
     namespace: String,
     dedup_ttl_ms: String,
@@ -65,9 +71,9 @@ pub struct StockStore<C> {
 impl<C> fmt::Debug for StockStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StockStore")
-            .field("namespace", &self.namespace)
-            .field("dedup_ttl_ms", &self.dedup_ttl_ms)
-            .field("mode", &self.mode)
+            .field("namespace", &self.settings.namespace)
+            .field("dedup_ttl_ms", &self.settings.dedup_ttl_ms)
+            .field("mode", &self.settings.mode)
             .finish_non_exhaustive()
     }
 }
@@ -85,13 +91,16 @@ impl<C: Connection> StockStore<C> {
     /// [`InvalidInput::Namespace`] when the namespace is empty, longer than
     /// 64 bytes, or contains `{` or `}`.
     pub fn new(conn: C, namespace: &str) -> Result<Self, Error> {
-        Ok(Self {
-            conn,
+        let settings = Settings {
             keys: Keys::new(namespace)?,
             namespace: namespace.to_owned(),
             dedup_ttl_ms: ttl_ms(DEFAULT_DEDUP_TTL),
             mode: ScriptMode::default(),
             loading: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Self {
+            conn,
+            settings: Arc::new(settings),
         })
     }
 
@@ -107,19 +116,19 @@ impl<C: Connection> StockStore<C> {
         if ttl < Duration::from_millis(1) || ttl > MAX_DEDUP_TTL {
             return Err(InvalidInput::DedupTtl { ttl }.into());
         }
-        self.dedup_ttl_ms = ttl_ms(ttl);
+        Arc::make_mut(&mut self.settings).dedup_ttl_ms = ttl_ms(ttl);
         Ok(self)
     }
 
     /// Runs the scripts as `EVALSHA` (default) or as Redis 7 Functions.
     pub fn with_script_mode(mut self, mode: ScriptMode) -> Self {
-        self.mode = mode;
+        Arc::make_mut(&mut self.settings).mode = mode;
         self
     }
 
     /// The namespace given to [`new`](Self::new).
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.settings.namespace
     }
 
     /// The connection handle.
@@ -148,7 +157,7 @@ impl<C: Connection> StockStore<C> {
             }
             .into());
         }
-        let keys = [self.keys.stock(sku), self.keys.sold_out()];
+        let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned()];
         self.run(&SCRIPTS.set_stock, &keys, &args).await?;
         Ok(())
@@ -170,7 +179,7 @@ impl<C: Connection> StockStore<C> {
     pub async fn add_stock(&self, sku: &str, units: u64) -> Result<u64, Error> {
         check_id("SKU", sku)?;
         check_amount(&format!("units added to SKU {sku:?}"), units, MAX_STOCK)?;
-        let keys = [self.keys.stock(sku), self.keys.sold_out()];
+        let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned(), MAX_STOCK.to_string()];
         let (added, stock) = reply::added(self.run(&SCRIPTS.add_stock, &keys, &args).await?)?;
         if !added {
@@ -195,7 +204,7 @@ impl<C: Connection> StockStore<C> {
     /// A read: safe to drop.
     pub async fn stock(&self, sku: &str) -> Result<i64, Error> {
         check_id("SKU", sku)?;
-        let key = self.keys.stock(sku);
+        let key = self.settings.keys.stock(sku);
         Ok(self
             .keyed("GET", &key, &[])
             .await?
@@ -215,7 +224,7 @@ impl<C: Connection> StockStore<C> {
     /// A read: safe to drop.
     pub async fn is_sold_out(&self, sku: &str) -> Result<bool, Error> {
         check_id("SKU", sku)?;
-        let set = self.keys.sold_out();
+        let set = self.settings.keys.sold_out();
         Ok(self
             .keyed("SISMEMBER", &set, &[sku.to_owned()])
             .await?
@@ -234,7 +243,7 @@ impl<C: Connection> StockStore<C> {
     ///
     /// A read: safe to drop.
     pub async fn sold_out(&self) -> Result<Vec<String>, Error> {
-        let set = self.keys.sold_out();
+        let set = self.settings.keys.sold_out();
         self.keyed("SMEMBERS", &set, &[])
             .await?
             .into_array()?
@@ -255,7 +264,7 @@ impl<C: Connection> StockStore<C> {
     pub async fn bought(&self, sku: &str, user_id: &str) -> Result<u64, Error> {
         check_id("SKU", sku)?;
         check_id("user id", user_id)?;
-        let key = self.keys.bought(sku);
+        let key = self.settings.keys.bought(sku);
         let n = self.keyed("HGET", &key, &[user_id.to_owned()]).await?;
         Ok(u64::try_from(n.into_opt_int()?.unwrap_or(0)).unwrap_or(0))
     }
@@ -281,11 +290,14 @@ impl<C: Connection> StockStore<C> {
     pub async fn deduct(&self, deduction: &Deduction) -> Result<Decision, Error> {
         deduction.validate()?;
         let skus = deduction.items.iter().map(|(sku, _)| sku.as_str());
-        let keys = self.keys.item_keys(&deduction.request_id, skus.clone());
+        let keys = self
+            .settings
+            .keys
+            .item_keys(&deduction.request_id, skus.clone());
         let mut args = Vec::with_capacity(5 + 2 * deduction.items.len());
         args.push(deduction.request_id.clone());
         args.push(deduction.user_id.clone());
-        args.push(self.dedup_ttl_ms.clone());
+        args.push(self.settings.dedup_ttl_ms.clone());
         args.push(deduction.per_user_limit.unwrap_or(0).to_string());
         args.push(deduction.items.len().to_string());
         args.extend(skus.map(str::to_owned));
@@ -313,17 +325,18 @@ impl<C: Connection> StockStore<C> {
     /// retrying is safe.
     pub async fn refund(&self, request_id: &str) -> Result<Refund, Error> {
         check_id("request id", request_id)?;
-        let record = self.keys.request(request_id);
+        let record = self.settings.keys.request(request_id);
         for _ in 0..REFUND_ATTEMPTS {
             // The items of a record never change once written; the script
             // checks that these are the record's before writing anything.
             let items = reply::record_items(self.keyed("HGETALL", &record, &[]).await?)?;
             let keys = self
+                .settings
                 .keys
                 .item_keys(request_id, items.iter().map(|(sku, _)| sku.as_str()));
             let mut args = Vec::with_capacity(3 + 2 * items.len());
             args.push(request_id.to_owned());
-            args.push(self.dedup_ttl_ms.clone());
+            args.push(self.settings.dedup_ttl_ms.clone());
             args.push(items.len().to_string());
             args.extend(items.iter().map(|(sku, _)| sku.clone()));
             args.extend(items.iter().map(|(_, qty)| qty.to_string()));
@@ -358,7 +371,7 @@ impl<C: Connection> StockStore<C> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let key = self.keys.log(sku);
+        let key = self.settings.keys.log(sku);
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
         let args = [start, "+".to_owned(), "COUNT".to_owned(), count.to_string()];
         reply::log_entries(self.keyed("XRANGE", &key, &args).await?)
@@ -375,7 +388,7 @@ impl<C: Connection> StockStore<C> {
     /// A read: safe to drop.
     pub async fn deduction_log_len(&self, sku: &str) -> Result<u64, Error> {
         check_id("SKU", sku)?;
-        let key = self.keys.log(sku);
+        let key = self.settings.keys.log(sku);
         let n = self.keyed("XLEN", &key, &[]).await?.into_int()?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -393,7 +406,7 @@ impl<C: Connection> StockStore<C> {
     pub async fn trim_log(&self, sku: &str, before: &str) -> Result<u64, Error> {
         check_id("SKU", sku)?;
         check_id("log entry id", before)?;
-        let key = self.keys.log(sku);
+        let key = self.settings.keys.log(sku);
         let args = ["MINID".to_owned(), before.to_owned()];
         let n = self.keyed("XTRIM", &key, &args).await?.into_int()?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -411,7 +424,7 @@ impl<C: Connection> StockStore<C> {
     /// loads the library again, so thousands of callers hitting a missing
     /// library cause one `FUNCTION LOAD`, not thousands.
     async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Reply, Error> {
-        let (call, missing) = match self.mode {
+        let (call, missing) = match self.settings.mode {
             ScriptMode::EvalSha => (
                 Call::EvalSha {
                     sha: &script.sha,
@@ -432,7 +445,7 @@ impl<C: Connection> StockStore<C> {
         match self.conn.call(call).await {
             Err(e) if e.missing == missing => {
                 if missing == Missing::Function
-                    && let Some(_loading) = LoadGuard::try_new(&self.loading)
+                    && let Some(_loading) = LoadGuard::try_new(&self.settings.loading)
                 {
                     let code = &SCRIPTS.library;
                     self.conn.call(Call::FunctionLoad { code }).await?;
