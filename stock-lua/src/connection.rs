@@ -35,28 +35,10 @@ mod sealed {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub enum Call<'a> {
-    /// `EVALSHA sha numkeys keys... args...`
-    EvalSha {
-        /// The script digest.
-        sha: &'a str,
-        /// KEYS.
-        keys: &'a [String],
-        /// ARGV.
-        args: &'a [String],
-    },
-    /// `EVAL code numkeys keys... args...` (also caches the script).
-    Eval {
-        /// The script source.
-        code: &'a str,
-        /// KEYS.
-        keys: &'a [String],
-        /// ARGV.
-        args: &'a [String],
-    },
-    /// `FCALL function numkeys keys... args...`
-    FCall {
-        /// The function name.
-        function: &'a str,
+    /// `EVALSHA`, `EVAL` or `FCALL` with `numkeys keys... args...`.
+    Script {
+        /// Which command, and its first argument.
+        by: ScriptBy<'a>,
         /// KEYS.
         keys: &'a [String],
         /// ARGV.
@@ -76,6 +58,18 @@ pub enum Call<'a> {
         /// The other arguments.
         args: &'a [String],
     },
+}
+
+/// How a [`Call::Script`] names its script.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum ScriptBy<'a> {
+    /// `EVALSHA sha`: the script must be in the server's cache.
+    Sha(&'a str),
+    /// `EVAL code`: always works, and caches the script.
+    Code(&'a str),
+    /// `FCALL function`: the library must be loaded.
+    Function(&'a str),
 }
 
 /// A failed [`Call`], classified so the shared code can reload scripts.

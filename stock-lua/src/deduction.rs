@@ -63,13 +63,13 @@ impl Deduction {
         }
         for (i, (sku, qty)) in self.items.iter().enumerate() {
             check_id("SKU", sku)?;
-            check_amount(&format!("quantity of SKU {sku:?}"), *qty, MAX_QUANTITY)?;
+            check_amount(|| format!("quantity of SKU {sku:?}"), *qty, MAX_QUANTITY)?;
             if self.items.iter().take(i).any(|(earlier, _)| earlier == sku) {
                 return Err(InvalidInput::DuplicateSku { sku: sku.clone() });
             }
         }
         if let Some(limit) = self.per_user_limit {
-            check_amount("per_user_limit", limit, MAX_QUANTITY)?;
+            check_amount(|| "per_user_limit".into(), limit, MAX_QUANTITY)?;
         }
         Ok(())
     }
@@ -90,14 +90,19 @@ pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), InvalidInput
     Ok(())
 }
 
-/// Refuses 0 and anything above `max`.
-pub(crate) fn check_amount(what: &str, value: u64, max: u64) -> Result<(), InvalidInput> {
+/// Refuses 0 and anything above `max`; `what` names the value in the error
+/// (built only on failure: this runs on every deduction).
+pub(crate) fn check_amount(
+    what: impl FnOnce() -> String,
+    value: u64,
+    max: u64,
+) -> Result<(), InvalidInput> {
     if value == 0 {
-        return Err(InvalidInput::Zero { what: what.into() });
+        return Err(InvalidInput::Zero { what: what() });
     }
     if value > max {
         return Err(InvalidInput::TooLarge {
-            what: what.into(),
+            what: what(),
             value,
             max,
         });

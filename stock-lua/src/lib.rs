@@ -102,7 +102,7 @@ mod store;
 
 pub use connection::Connection;
 #[doc(hidden)]
-pub use connection::{Call, ClientError};
+pub use connection::{Call, ClientError, ScriptBy};
 pub use deduction::{Deduction, MAX_ID_LEN, MAX_ITEMS, MAX_QUANTITY, MAX_STOCK};
 pub use error::{Error, InvalidInput};
 pub use log::{LogEntry, LogKind};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::connection::{Call, Connection, Missing};
+use crate::connection::{Call, Connection, Missing, ScriptBy};
 use crate::deduction::{Deduction, MAX_STOCK, check_amount, check_id};
 use crate::error::{Error, InvalidInput};
 use crate::keys::Keys;
@@ -178,7 +178,7 @@ impl<C: Connection> StockStore<C> {
     /// read [`stock`](Self::stock) before retrying.
     pub async fn add_stock(&self, sku: &str, units: u64) -> Result<u64, Error> {
         check_id("SKU", sku)?;
-        check_amount(&format!("units added to SKU {sku:?}"), units, MAX_STOCK)?;
+        check_amount(|| format!("units added to SKU {sku:?}"), units, MAX_STOCK)?;
         let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned(), MAX_STOCK.to_string()];
         let (added, stock) = reply::added(self.run(&SCRIPTS.add_stock, &keys, &args).await?)?;
@@ -424,24 +424,11 @@ impl<C: Connection> StockStore<C> {
     /// loads the library again, so thousands of callers hitting a missing
     /// library cause one `FUNCTION LOAD`, not thousands.
     async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Reply, Error> {
-        let (call, missing) = match self.settings.mode {
-            ScriptMode::EvalSha => (
-                Call::EvalSha {
-                    sha: &script.sha,
-                    keys,
-                    args,
-                },
-                Missing::Script,
-            ),
-            ScriptMode::Functions => (
-                Call::FCall {
-                    function: &script.function,
-                    keys,
-                    args,
-                },
-                Missing::Function,
-            ),
+        let (by, missing) = match self.settings.mode {
+            ScriptMode::EvalSha => (ScriptBy::Sha(&script.sha), Missing::Script),
+            ScriptMode::Functions => (ScriptBy::Function(&script.function), Missing::Function),
         };
+        let call = Call::Script { by, keys, args };
         match self.conn.call(call).await {
             Err(e) if e.missing == missing => {
                 if missing == Missing::Function
@@ -450,8 +437,8 @@ impl<C: Connection> StockStore<C> {
                     let code = &SCRIPTS.library;
                     self.conn.call(Call::FunctionLoad { code }).await?;
                 }
-                let code = script.code;
-                Ok(self.conn.call(Call::Eval { code, keys, args }).await?)
+                let by = ScriptBy::Code(script.code);
+                Ok(self.conn.call(Call::Script { by, keys, args }).await?)
             }
             other => Ok(other?),
         }

@@ -4,7 +4,7 @@ use fred::clients::Client;
 use fred::interfaces::{ClientLike, FunctionInterface, LuaInterface};
 use fred::types::{ClusterHash, CustomCommand, Key, MultipleKeys, Value};
 
-use super::{Call, ClientError, Connection, sealed::Sealed};
+use super::{Call, ClientError, Connection, ScriptBy, sealed::Sealed};
 use crate::reply::Reply;
 
 impl Sealed for Client {}
@@ -12,16 +12,13 @@ impl Sealed for Client {}
 impl Connection for Client {
     async fn call(&self, call: Call<'_>) -> Result<Reply, ClientError> {
         let result: Result<Value, fred::error::Error> = match call {
-            Call::EvalSha { sha, keys, args } => {
-                self.evalsha(sha, fred_keys(keys), fred_args(args)).await
-            }
-            Call::FCall {
-                function,
-                keys,
-                args,
-            } => self.fcall(function, fred_keys(keys), fred_args(args)).await,
-            Call::Eval { code, keys, args } => {
-                self.eval(code, fred_keys(keys), fred_args(args)).await
+            Call::Script { by, keys, args } => {
+                let (keys, args) = (fred_keys(keys), fred_args(args));
+                match by {
+                    ScriptBy::Sha(sha) => self.evalsha(sha, keys, args).await,
+                    ScriptBy::Code(code) => self.eval(code, keys, args).await,
+                    ScriptBy::Function(function) => self.fcall(function, keys, args).await,
+                }
             }
             Call::FunctionLoad { code } => self.function_load_cluster(true, code).await,
             Call::Keyed { cmd, key, args } => {

@@ -2,7 +2,7 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 
-use super::{Call, ClientError, Connection, sealed::Sealed};
+use super::{Call, ClientError, Connection, ScriptBy, sealed::Sealed};
 use crate::reply::Reply;
 
 impl Sealed for MultiplexedConnection {}
@@ -22,23 +22,14 @@ impl Connection for ConnectionManager {
 
 fn command(call: Call<'_>) -> redis::Cmd {
     match call {
-        Call::EvalSha { sha, keys, args } => {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(sha).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        }
-        Call::FCall {
-            function,
-            keys,
-            args,
-        } => {
-            let mut cmd = redis::cmd("FCALL");
-            cmd.arg(function).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        }
-        Call::Eval { code, keys, args } => {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(code).arg(keys.len()).arg(keys).arg(args);
+        Call::Script { by, keys, args } => {
+            let (name, target) = match by {
+                ScriptBy::Sha(sha) => ("EVALSHA", sha),
+                ScriptBy::Code(code) => ("EVAL", code),
+                ScriptBy::Function(function) => ("FCALL", function),
+            };
+            let mut cmd = redis::cmd(name);
+            cmd.arg(target).arg(keys.len()).arg(keys).arg(args);
             cmd
         }
         Call::FunctionLoad { code } => {
