@@ -7,6 +7,7 @@
 //! Run: `cargo bench --bench stock_lua -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -91,26 +92,73 @@ where
 /// Requests per chunk when two contenders are interleaved.
 const CHUNK: u64 = 512;
 
-/// Times `n` calls of `measured`, interleaved chunk by chunk with as many
-/// untimed calls of `other`: on a shared machine whose load drifts, both
-/// contenders of a pair then run under the same conditions, so their ratio
-/// holds even when the absolute numbers wander.
-async fn interleaved<F, Fut, G, Gut>(n: u64, measured: F, other: G) -> Duration
+/// Time spent by the two contenders of a pair, chunk by chunk side by side.
+#[derive(Default)]
+struct Tally {
+    ours_nanos: AtomicU64,
+    ours_ops: AtomicU64,
+    peer_nanos: AtomicU64,
+    peer_ops: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, nanos: &AtomicU64, ops: &AtomicU64, n: u64, took: Duration) {
+        nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap(), Ordering::Relaxed);
+        ops.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn rate(nanos: &AtomicU64, ops: &AtomicU64) -> f64 {
+        ops.load(Ordering::Relaxed) as f64 * 1e9 / nanos.load(Ordering::Relaxed).max(1) as f64
+    }
+
+    /// Prints both rates and their ratio over every chunk of the group.
+    fn report(&self, group: &str, peer: &str) {
+        let ours = Self::rate(&self.ours_nanos, &self.ours_ops);
+        let other = Self::rate(&self.peer_nanos, &self.peer_ops);
+        println!(
+            "{group}: paired over {} + {} requests: stock_store_deduct {ours:.0}/s, {peer} {other:.0}/s, ratio {:.2}",
+            self.ours_ops.load(Ordering::Relaxed),
+            self.peer_ops.load(Ordering::Relaxed),
+            ours / other
+        );
+    }
+}
+
+/// Runs `n` calls of `ours` and `n` of `peer`, alternating chunk by chunk,
+/// and returns the time of the one being measured (`measure_ours`). On a
+/// shared machine whose load drifts, criterion's per-function numbers move
+/// with the load; the [`Tally`] of both contenders over the same chunks
+/// gives a ratio that holds.
+async fn interleaved<F, Fut, G, Gut>(
+    n: u64,
+    measure_ours: bool,
+    tally: &Tally,
+    ours: F,
+    peer: G,
+) -> Duration
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
     G: Fn() -> Gut,
     Gut: Future<Output = ()>,
 {
-    let mut total = Duration::ZERO;
+    let mut measured = Duration::ZERO;
     let mut left = n;
     while left > 0 {
         let chunk = left.min(CHUNK);
-        total += timed(chunk, &measured).await;
-        timed(chunk, &other).await;
+        let (a, b) = if measure_ours {
+            let a = timed(chunk, &ours).await;
+            (a, timed(chunk, &peer).await)
+        } else {
+            let b = timed(chunk, &peer).await;
+            (timed(chunk, &ours).await, b)
+        };
+        tally.add(&tally.ours_nanos, &tally.ours_ops, chunk, a);
+        tally.add(&tally.peer_nanos, &tally.peer_ops, chunk, b);
+        measured += if measure_ours { a } else { b };
         left -= chunk;
     }
-    total
+    measured
 }
 
 /// The raw harness: the deduct script by `EVALSHA`, keys and ARGV built by
@@ -225,18 +273,40 @@ fn deduct_redis_rs(c: &mut Criterion) {
             .unwrap();
     });
 
-    let mut group = c.benchmark_group(format!("deduct_redis_rs_{IN_FLIGHT}_in_flight"));
+    let tally_rs = Arc::new(Tally::default());
+    let group_name = format!("deduct_redis_rs_{IN_FLIGHT}_in_flight");
+    let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
     group.bench_function("stock_store_deduct", |b| {
         b.to_async(&rt).iter_custom(|n| {
             let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            async move { interleaved(n, || ours(&store, 0), || raw_rs(&raw, &sha, &ns)).await }
+            let tally = tally_rs.clone();
+            async move {
+                interleaved(
+                    n,
+                    true,
+                    &tally,
+                    || ours(&store, 0),
+                    || raw_rs(&raw, &sha, &ns),
+                )
+                .await
+            }
         })
     });
     group.bench_function("raw_evalsha_same_script", |b| {
         b.to_async(&rt).iter_custom(|n| {
             let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            async move { interleaved(n, || raw_rs(&raw, &sha, &ns), || ours(&store, 0)).await }
+            let tally = tally_rs.clone();
+            async move {
+                interleaved(
+                    n,
+                    false,
+                    &tally,
+                    || ours(&store, 0),
+                    || raw_rs(&raw, &sha, &ns),
+                )
+                .await
+            }
         })
     });
     group.bench_function("bare_decrby", |b| {
@@ -304,6 +374,7 @@ fn deduct_redis_rs(c: &mut Criterion) {
         })
     });
     group.finish();
+    tally_rs.report(&group_name, "raw_evalsha_same_script");
     rt.block_on(cleanup(&mut admin, &ns));
 }
 
@@ -324,21 +395,44 @@ fn deduct_fred(c: &mut Criterion) {
         let sha: String = raw.script_load(DEDUCT_LUA).await.unwrap();
         (store, raw, sha, redis_conn().await)
     });
-    let mut group = c.benchmark_group(format!("deduct_fred_{IN_FLIGHT}_in_flight"));
+    let tally_fred = Arc::new(Tally::default());
+    let group_name = format!("deduct_fred_{IN_FLIGHT}_in_flight");
+    let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
     group.bench_function("stock_store_deduct", |b| {
         b.to_async(&rt).iter_custom(|n| {
             let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            async move { interleaved(n, || ours(&store, 1), || raw_fred(&raw, &sha, &ns)).await }
+            let tally = tally_fred.clone();
+            async move {
+                interleaved(
+                    n,
+                    true,
+                    &tally,
+                    || ours(&store, 1),
+                    || raw_fred(&raw, &sha, &ns),
+                )
+                .await
+            }
         })
     });
     group.bench_function("raw_evalsha_same_script", |b| {
         b.to_async(&rt).iter_custom(|n| {
             let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            async move { interleaved(n, || raw_fred(&raw, &sha, &ns), || ours(&store, 1)).await }
+            let tally = tally_fred.clone();
+            async move {
+                interleaved(
+                    n,
+                    false,
+                    &tally,
+                    || ours(&store, 1),
+                    || raw_fred(&raw, &sha, &ns),
+                )
+                .await
+            }
         })
     });
     group.finish();
+    tally_fred.report(&group_name, "raw_evalsha_same_script");
     rt.block_on(cleanup(&mut admin, &ns));
 }
 
