@@ -395,6 +395,19 @@ pub async fn per_user_limit_under_concurrency<C: Client>() {
             .is_deducted()
     );
     assert_eq!(stores[0].stock("a").await.unwrap(), 999 - 4);
+
+    // Several items: the first SKU over the limit is named, nothing is taken.
+    stores[0].set_stock("b", 10).await.unwrap();
+    let both = order("two-skus", "pair", &[("b", 1), ("a", 2)], Some(5));
+    assert_eq!(
+        stores[0].deduct(&both).await.unwrap().outcome,
+        Outcome::LimitExceeded {
+            sku: "a".into(),
+            bought: 4
+        }
+    );
+    assert_eq!(stores[0].stock("b").await.unwrap(), 10);
+    assert_eq!(stores[0].bought("b", "pair").await.unwrap(), 0);
     cleanup(&ns).await;
 }
 
