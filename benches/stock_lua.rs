@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use seckill::stock_lua::{Connection, Deduction, StockStore};
+use tokio::runtime::Runtime;
 
 /// Requests kept in flight by every contender.
 const IN_FLIGHT: usize = 64;
@@ -234,6 +236,33 @@ fn raw_fred(
     }
 }
 
+/// Benches `StockStore::deduct` and `peer` as a pair, interleaved (see
+/// [`interleaved`]), each measured in turn.
+fn bench_pair<C, P, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    tally: &Arc<Tally>,
+    store: &StockStore<C>,
+    tag: u64,
+    peer: P,
+) where
+    C: Connection,
+    P: Fn() -> Fut + Clone,
+    Fut: Future<Output = ()>,
+{
+    for (name, measure_ours) in [
+        ("stock_store_deduct", true),
+        ("raw_evalsha_same_script", false),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter_custom(|n| {
+                let (store, peer, tally) = (store.clone(), peer.clone(), tally.clone());
+                async move { interleaved(n, measure_ours, &tally, || ours(&store, tag), peer).await }
+            })
+        });
+    }
+}
+
 fn deduct_redis_rs(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -277,38 +306,11 @@ fn deduct_redis_rs(c: &mut Criterion) {
     let group_name = format!("deduct_redis_rs_{IN_FLIGHT}_in_flight");
     let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("stock_store_deduct", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            let tally = tally_rs.clone();
-            async move {
-                interleaved(
-                    n,
-                    true,
-                    &tally,
-                    || ours(&store, 0),
-                    || raw_rs(&raw, &sha, &ns),
-                )
-                .await
-            }
-        })
-    });
-    group.bench_function("raw_evalsha_same_script", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            let tally = tally_rs.clone();
-            async move {
-                interleaved(
-                    n,
-                    false,
-                    &tally,
-                    || ours(&store, 0),
-                    || raw_rs(&raw, &sha, &ns),
-                )
-                .await
-            }
-        })
-    });
+    let peer = {
+        let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+        move || raw_rs(&raw, &sha, &ns)
+    };
+    bench_pair(&mut group, &rt, &tally_rs, &store, 0, peer);
     group.bench_function("bare_decrby", |b| {
         b.to_async(&rt).iter_custom(|n| {
             let (raw, key) = (raw.clone(), naive_key.clone());
@@ -399,38 +401,11 @@ fn deduct_fred(c: &mut Criterion) {
     let group_name = format!("deduct_fred_{IN_FLIGHT}_in_flight");
     let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("stock_store_deduct", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            let tally = tally_fred.clone();
-            async move {
-                interleaved(
-                    n,
-                    true,
-                    &tally,
-                    || ours(&store, 1),
-                    || raw_fred(&raw, &sha, &ns),
-                )
-                .await
-            }
-        })
-    });
-    group.bench_function("raw_evalsha_same_script", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            let (store, raw, sha, ns) = (store.clone(), raw.clone(), sha.clone(), ns.clone());
-            let tally = tally_fred.clone();
-            async move {
-                interleaved(
-                    n,
-                    false,
-                    &tally,
-                    || ours(&store, 1),
-                    || raw_fred(&raw, &sha, &ns),
-                )
-                .await
-            }
-        })
-    });
+    let peer = {
+        let (raw, sha, ns) = (raw.clone(), sha.clone(), ns.clone());
+        move || raw_fred(&raw, &sha, &ns)
+    };
+    bench_pair(&mut group, &rt, &tally_fred, &store, 1, peer);
     group.finish();
     tally_fred.report(&group_name, "raw_evalsha_same_script");
     rt.block_on(cleanup(&mut admin, &ns));
