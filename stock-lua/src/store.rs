@@ -1,0 +1,466 @@
+//! [`StockStore`]: the typed API over the scripts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::connection::{Call, Connection, Missing, ScriptBy};
+use crate::deduction::{Deduction, MAX_STOCK, check_amount, check_id};
+use crate::error::{Error, InvalidInput};
+use crate::keys::Keys;
+use crate::log::LogEntry;
+use crate::outcome::{Decision, Refund};
+use crate::reply::{self, RefundReply, Reply};
+use crate::scripts::{SCRIPTS, Script, ScriptMode};
+
+/// How long a request record is kept by default: 24 hours.
+pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+const MAX_DEDUP_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+/// A refund re-reads the request record this many times if it changes under it.
+const REFUND_ATTEMPTS: usize = 3;
+
+/// Stock of the SKUs of one sale namespace, decided in Redis one script call
+/// per request.
+///
+/// Cheap to clone (it clones the connection handle); clones share the
+/// connection, so many tasks calling one store keep many requests in flight.
+///
+/// # Examples
+///
+/// ```no_run
+/// use seckill_stock_lua::{Deduction, Outcome, StockStore};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let conn = client.get_multiplexed_async_connection().await?;
+/// let store = StockStore::new(conn, "shop")?;
+/// store.set_stock("phone", 100).await?;
+///
+/// let order = Deduction {
+///     request_id: "7d0f5f4e".into(),
+///     user_id: "user-42".into(),
+///     items: vec![("phone".into(), 1)],
+///     per_user_limit: Some(1),
+/// };
+/// let first = store.deduct(&order).await?;
+/// assert_eq!(first.outcome, Outcome::Deducted);
+/// // A retry with the same request id gets the same answer and takes nothing.
+/// let again = store.deduct(&order).await?;
+/// assert!(again.replayed && again.outcome == Outcome::Deducted);
+/// assert_eq!(store.stock("phone").await?, 99);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct StockStore<C> {
+    conn: C,
+    /// Shared by clones, so a clone is one connection handle and one `Arc`.
+    settings: Arc<Settings>,
+}
+
+#[derive(Clone)]
+struct Settings {
+    keys: Keys,
+    namespace: String,
+    dedup_ttl_ms: String,
+    mode: ScriptMode,
+    /// Set while one clone of this store loads the function library.
+    loading: Arc<AtomicBool>,
+}
+
+impl<C> fmt::Debug for StockStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StockStore")
+            .field("namespace", &self.settings.namespace)
+            .field("dedup_ttl_ms", &self.settings.dedup_ttl_ms)
+            .field("mode", &self.settings.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connection> StockStore<C> {
+    /// A store for the SKUs of `namespace` (for example one sale or one shop),
+    /// using `EVALSHA` and a 24 h dedup TTL.
+    ///
+    /// The namespace is the Redis Cluster hash tag of every key, so one
+    /// namespace lives on one shard; use several namespaces to spread sales
+    /// over shards. A multi-SKU request can only name SKUs of its store's namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::Namespace`] when the namespace is empty, longer than
+    /// 64 bytes, or contains `{` or `}`.
+    pub fn new(conn: C, namespace: &str) -> Result<Self, Error> {
+        let settings = Settings {
+            keys: Keys::new(namespace)?,
+            namespace: namespace.to_owned(),
+            dedup_ttl_ms: ttl_ms(DEFAULT_DEDUP_TTL),
+            mode: ScriptMode::default(),
+            loading: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Self {
+            conn,
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Keeps request records (and refund tombstones) for `ttl` instead of 24 h.
+    ///
+    /// A retry or a refund must come within this time: after it, the request
+    /// id is forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::DedupTtl`] for less than 1 ms or more than 10 years.
+    pub fn with_dedup_ttl(mut self, ttl: Duration) -> Result<Self, Error> {
+        if ttl < Duration::from_millis(1) || ttl > MAX_DEDUP_TTL {
+            return Err(InvalidInput::DedupTtl { ttl }.into());
+        }
+        Arc::make_mut(&mut self.settings).dedup_ttl_ms = ttl_ms(ttl);
+        Ok(self)
+    }
+
+    /// Runs the scripts as `EVALSHA` (default) or as Redis 7 Functions.
+    pub fn with_script_mode(mut self, mode: ScriptMode) -> Self {
+        Arc::make_mut(&mut self.settings).mode = mode;
+        self
+    }
+
+    /// The namespace given to [`new`](Self::new).
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    /// The connection handle.
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    /// Sets the sellable stock of `sku` to `units`, marking it sold out when
+    /// 0 and clearing that mark otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU or `units` above [`MAX_STOCK`](crate::MAX_STOCK): nothing is sent.
+    /// [`Error::Redis`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// One script call: dropped, it either ran completely or not at all.
+    pub async fn set_stock(&self, sku: &str, units: u64) -> Result<(), Error> {
+        check_id("SKU", sku)?;
+        if units > MAX_STOCK {
+            return Err(InvalidInput::TooLarge {
+                what: format!("stock of SKU {sku:?}"),
+                value: units,
+                max: MAX_STOCK,
+            }
+            .into());
+        }
+        let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
+        let args = [units.to_string(), sku.to_owned()];
+        self.run(&SCRIPTS.set_stock, &keys, &args).await?;
+        Ok(())
+    }
+
+    /// Adds `units` to the stock of `sku` atomically (restocking during a
+    /// sale) and clears its sold-out mark; returns the new stock. A SKU
+    /// without stock starts from 0.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU, `units` of 0, or a sum above [`MAX_STOCK`](crate::MAX_STOCK)
+    /// ([`InvalidInput::TooLarge`], nothing changed). [`Error::Redis`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// One script call: dropped, it either ran completely or not at all, so
+    /// read [`stock`](Self::stock) before retrying.
+    pub async fn add_stock(&self, sku: &str, units: u64) -> Result<u64, Error> {
+        check_id("SKU", sku)?;
+        check_amount(|| format!("units added to SKU {sku:?}"), units, MAX_STOCK)?;
+        let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
+        let args = [units.to_string(), sku.to_owned(), MAX_STOCK.to_string()];
+        let (added, stock) = reply::added(self.run(&SCRIPTS.add_stock, &keys, &args).await?)?;
+        if !added {
+            return Err(InvalidInput::TooLarge {
+                what: format!("stock of SKU {sku:?} after adding {units}"),
+                value: stock.saturating_add(units),
+                max: MAX_STOCK,
+            }
+            .into());
+        }
+        Ok(stock)
+    }
+
+    /// The units of `sku` left to sell; 0 for a SKU whose stock was never set.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU; [`Error::Redis`]; [`Error::UnexpectedReply`] if the key holds no integer.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn stock(&self, sku: &str) -> Result<i64, Error> {
+        check_id("SKU", sku)?;
+        let key = self.settings.keys.stock(sku);
+        Ok(self
+            .keyed("GET", &key, &[])
+            .await?
+            .into_opt_int()?
+            .unwrap_or(0))
+    }
+
+    /// Whether `sku` carries the sold-out mark (set by the script that took
+    /// its last unit, cleared by restocking or a refund).
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU; [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn is_sold_out(&self, sku: &str) -> Result<bool, Error> {
+        check_id("SKU", sku)?;
+        let set = self.settings.keys.sold_out();
+        Ok(self
+            .keyed("SISMEMBER", &set, &[sku.to_owned()])
+            .await?
+            .into_int()?
+            == 1)
+    }
+
+    /// Every SKU of the namespace carrying the sold-out mark, in no order:
+    /// what a process loads into its local sold-out flags.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn sold_out(&self) -> Result<Vec<String>, Error> {
+        let set = self.settings.keys.sold_out();
+        self.keyed("SMEMBERS", &set, &[])
+            .await?
+            .into_array()?
+            .into_iter()
+            .map(Reply::into_string)
+            .collect()
+    }
+
+    /// Units of `sku` that `user_id` holds: deducted minus refunded.
+    ///
+    /// # Errors
+    ///
+    /// Bad ids; [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn bought(&self, sku: &str, user_id: &str) -> Result<u64, Error> {
+        check_id("SKU", sku)?;
+        check_id("user id", user_id)?;
+        let key = self.settings.keys.bought(sku);
+        let n = self.keyed("HGET", &key, &[user_id.to_owned()]).await?;
+        Ok(u64::try_from(n.into_opt_int()?.unwrap_or(0)).unwrap_or(0))
+    }
+
+    /// Decides one purchase request in one script call: the request id is
+    /// checked first (a decided id returns its first outcome with
+    /// `replayed: true` and changes nothing), then the per-user limit of
+    /// every item, then the stock of every item; only when all pass is every
+    /// item deducted, logged, counted for the user, and marked sold out if it
+    /// reached 0. Every outcome is stored in the request record for the dedup TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for bad input (see [`Deduction::validate`]), before
+    /// Redis is touched. [`Error::UnknownSku`] when a SKU has no stock set
+    /// (nothing written). [`Error::Redis`] when Redis fails: the script may
+    /// have run, so retry with the same request id.
+    ///
+    /// # Cancel safety
+    ///
+    /// One script call: a dropped future either decided the request or did
+    /// not; retrying with the same request id tells which, and never deducts twice.
+    pub async fn deduct(&self, deduction: &Deduction) -> Result<Decision, Error> {
+        deduction.validate()?;
+        let skus = deduction.items.iter().map(|(sku, _)| sku.as_str());
+        let keys = self
+            .settings
+            .keys
+            .item_keys(&deduction.request_id, skus.clone());
+        let mut args = Vec::with_capacity(5 + 2 * deduction.items.len());
+        args.push(deduction.request_id.clone());
+        args.push(deduction.user_id.clone());
+        args.push(self.settings.dedup_ttl_ms.clone());
+        args.push(deduction.per_user_limit.unwrap_or(0).to_string());
+        args.push(deduction.items.len().to_string());
+        args.extend(skus.map(str::to_owned));
+        args.extend(deduction.items.iter().map(|(_, qty)| qty.to_string()));
+        reply::decision(self.run(&SCRIPTS.deduct, &keys, &args).await?)
+    }
+
+    /// Puts back exactly what request `request_id` deducted, once: the
+    /// stock of each item, the user's bought count, the sold-out marks, plus a
+    /// refund entry in each SKU's log. A second refund, a refund of a request
+    /// that deducted nothing, and a refund of an unknown id change no stock.
+    ///
+    /// An unknown id leaves a tombstone for the dedup TTL, so a deduction with
+    /// that id arriving late (a retry still in flight) is
+    /// [`Cancelled`](crate::Outcome::Cancelled) instead of taking stock that
+    /// nobody would refund.
+    ///
+    /// # Errors
+    ///
+    /// Bad request id; [`Error::Redis`] (retry: refunds are idempotent).
+    ///
+    /// # Cancel safety
+    ///
+    /// The write is one script call: a dropped future refunded or did not;
+    /// retrying is safe.
+    pub async fn refund(&self, request_id: &str) -> Result<Refund, Error> {
+        check_id("request id", request_id)?;
+        let record = self.settings.keys.request(request_id);
+        for _ in 0..REFUND_ATTEMPTS {
+            // The items of a record never change once written; the script
+            // checks that these are the record's before writing anything.
+            let items = reply::record_items(self.keyed("HGETALL", &record, &[]).await?)?;
+            let keys = self
+                .settings
+                .keys
+                .item_keys(request_id, items.iter().map(|(sku, _)| sku.as_str()));
+            let mut args = Vec::with_capacity(3 + 2 * items.len());
+            args.push(request_id.to_owned());
+            args.push(self.settings.dedup_ttl_ms.clone());
+            args.push(items.len().to_string());
+            args.extend(items.iter().map(|(sku, _)| sku.clone()));
+            args.extend(items.iter().map(|(_, qty)| qty.to_string()));
+            let answer = self.run(&SCRIPTS.refund, &keys, &args).await?;
+            if let RefundReply::Done(refund) = reply::refund(answer, items)? {
+                return Ok(refund);
+            }
+        }
+        Err(Error::UnexpectedReply(format!(
+            "the record of request {request_id:?} changed during each of {REFUND_ATTEMPTS} refund attempts"
+        )))
+    }
+
+    /// Reads the deduction log of `sku`, oldest first: up to `count` entries
+    /// after the entry id `after` (from the start when `None`). Page through
+    /// it by passing the last entry's [`id`](LogEntry::id) as `after`.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU; [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn deduction_log(
+        &self,
+        sku: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<LogEntry>, Error> {
+        check_id("SKU", sku)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.settings.keys.log(sku);
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let args = [start, "+".to_owned(), "COUNT".to_owned(), count.to_string()];
+        reply::log_entries(self.keyed("XRANGE", &key, &args).await?)
+    }
+
+    /// The number of entries in the deduction log of `sku`.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU; [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn deduction_log_len(&self, sku: &str) -> Result<u64, Error> {
+        check_id("SKU", sku)?;
+        let key = self.settings.keys.log(sku);
+        let n = self.keyed("XLEN", &key, &[]).await?.into_int()?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Drops the log entries of `sku` older than entry id `before` (once they
+    /// are reconciled with the database); returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU or id; [`Error::Redis`] (also for a malformed id).
+    ///
+    /// # Cancel safety
+    ///
+    /// One command: safe to drop and retry.
+    pub async fn trim_log(&self, sku: &str, before: &str) -> Result<u64, Error> {
+        check_id("SKU", sku)?;
+        check_id("log entry id", before)?;
+        let key = self.settings.keys.log(sku);
+        let args = ["MINID".to_owned(), before.to_owned()];
+        let n = self.keyed("XTRIM", &key, &args).await?.into_int()?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn keyed(&self, cmd: &'static str, key: &str, args: &[String]) -> Result<Reply, Error> {
+        Ok(self.conn.call(Call::Keyed { cmd, key, args }).await?)
+    }
+
+    /// Runs `script` by digest or as a function, and copes with a server
+    /// that lacks it (a restart or failover emptied the script cache,
+    /// `SCRIPT FLUSH`, a deleted function library): that call is answered by
+    /// `EVAL` of the script text, which needs nothing loaded and caches the
+    /// script again. In [`ScriptMode::Functions`] one caller at a time also
+    /// loads the library again, so thousands of callers hitting a missing
+    /// library cause one `FUNCTION LOAD`, not thousands.
+    async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Reply, Error> {
+        let (by, missing) = match self.settings.mode {
+            ScriptMode::EvalSha => (ScriptBy::Sha(&script.sha), Missing::Script),
+            ScriptMode::Functions => (ScriptBy::Function(&script.function), Missing::Function),
+        };
+        let call = Call::Script { by, keys, args };
+        match self.conn.call(call).await {
+            Err(e) if e.missing == missing => {
+                if missing == Missing::Function
+                    && let Some(_loading) = LoadGuard::try_new(&self.settings.loading)
+                {
+                    let code = &SCRIPTS.library;
+                    self.conn.call(Call::FunctionLoad { code }).await?;
+                }
+                let by = ScriptBy::Code(script.code);
+                Ok(self.conn.call(Call::Script { by, keys, args }).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Marks a library load in progress; clears the mark when dropped, even
+/// when the future doing the load is cancelled.
+struct LoadGuard<'a>(&'a AtomicBool);
+
+impl<'a> LoadGuard<'a> {
+    fn try_new(flag: &'a AtomicBool) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(Self(flag))
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> String {
+    ttl.as_millis().to_string()
+}

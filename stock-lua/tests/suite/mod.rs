@@ -1,0 +1,715 @@
+//! The behaviour suite, written once and run through every client adapter
+//! (`tests/redis_rs.rs`, `tests/fred.rs`) against the real Redis.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    unreachable_pub
+)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::join_all;
+use redis::AsyncCommands;
+use seckill_stock_lua::{
+    Connection, Deduction, Error, InvalidInput, LogKind, MAX_ID_LEN, Outcome, Refund, ScriptMode,
+    StockStore,
+};
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn unreachable(err: impl std::fmt::Display) -> ! {
+    panic!(
+        "Redis is not reachable at {} ({err}). Start it with `bash scripts/services.sh` \
+         or point REDIS_URL at a running Redis.",
+        redis_url()
+    )
+}
+
+/// Thousands of requests queue on a few connections of a shared two-core
+/// machine: allow more than redis-rs's default 500 ms per response. (A
+/// timeout is retried with the same request id anyway, see `deduct_all`.)
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client adapter under test: how to open one connection.
+pub trait Client: Connection {
+    fn connect() -> impl Future<Output = Self> + Send;
+}
+
+/// A plain redis-rs connection for setup and inspection, whatever the client under test.
+pub async fn admin() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url()).unwrap_or_else(|e| unreachable(e));
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| unreachable(e))
+}
+
+/// A fresh namespace per test: all engineers share one Redis server.
+pub fn namespace() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes the keys of a test namespace.
+pub async fn cleanup(ns: &str) {
+    let mut admin = admin().await;
+    let keys: Vec<_> = admin
+        .scan_match::<_, String>(format!("seckill:{{{ns}}}:*"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let keys: Vec<String> = keys.into_iter().filter_map(|k| k.ok()).collect();
+    if !keys.is_empty() {
+        let _: () = admin.del(keys).await.unwrap();
+    }
+}
+
+pub async fn store<C: Client>(ns: &str) -> StockStore<C> {
+    StockStore::new(C::connect().await, ns).unwrap()
+}
+
+/// `connections` stores over separate connections, same namespace.
+pub async fn stores<C: Client>(ns: &str, connections: usize) -> Vec<StockStore<C>> {
+    let mut all = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        all.push(store::<C>(ns).await);
+    }
+    all
+}
+
+pub fn order(
+    request_id: &str,
+    user_id: &str,
+    items: &[(&str, u64)],
+    limit: Option<u64>,
+) -> Deduction {
+    Deduction {
+        request_id: request_id.to_owned(),
+        user_id: user_id.to_owned(),
+        items: items.iter().map(|(s, q)| ((*s).to_owned(), *q)).collect(),
+        per_user_limit: limit,
+    }
+}
+
+/// Runs `n` deductions concurrently (one task each), spread over `stores`.
+async fn deduct_all<C: Client>(
+    stores: &[StockStore<C>],
+    orders: Vec<Deduction>,
+) -> Vec<seckill_stock_lua::Decision> {
+    let tasks: Vec<_> = orders
+        .into_iter()
+        .enumerate()
+        .map(|(i, order)| {
+            let store = stores[i % stores.len()].clone();
+            tokio::spawn(async move {
+                // A Redis error is ambiguous (the script may have run): the
+                // caller retries with the same request id, as documented.
+                let mut attempts = 0;
+                loop {
+                    match store.deduct(&order).await {
+                        Err(Error::Redis { .. }) if attempts < 20 => attempts += 1,
+                        other => return other.unwrap(),
+                    }
+                }
+            })
+        })
+        .collect();
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Issue test 1: 10,000 concurrent single-unit buyers over 16 connections
+/// against stock 1,000 sell exactly 1,000 units, and the log holds exactly them.
+pub async fn no_oversell<C: Client>(mode: ScriptMode) {
+    let ns = namespace();
+    let stores: Vec<_> = stores::<C>(&ns, 16)
+        .await
+        .into_iter()
+        .map(|s| s.with_script_mode(mode))
+        .collect();
+    stores[0].set_stock("hot", 1_000).await.unwrap();
+    let orders = (0..10_000)
+        .map(|i| order(&format!("r{i}"), &format!("u{i}"), &[("hot", 1)], Some(1)))
+        .collect();
+    let decisions = deduct_all(&stores, orders).await;
+
+    let deducted: HashSet<usize> = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.outcome == Outcome::Deducted)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(deducted.len(), 1_000);
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| d.outcome != Outcome::Deducted)
+            .all(|d| d.outcome == Outcome::SoldOut { sku: "hot".into() })
+    );
+    let store = &stores[0];
+    assert_eq!(store.stock("hot").await.unwrap(), 0);
+    assert!(store.is_sold_out("hot").await.unwrap());
+    assert_eq!(store.sold_out().await.unwrap(), vec!["hot".to_owned()]);
+    assert_eq!(store.deduction_log_len("hot").await.unwrap(), 1_000);
+
+    // The log names exactly the requests that were told "deducted".
+    let mut logged = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .deduction_log("hot", after.as_deref(), 300)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for entry in &page {
+            assert_eq!(entry.kind, LogKind::Deduction);
+            assert_eq!(entry.quantity, 1);
+            assert_eq!(entry.user_id, format!("u{}", &entry.request_id[1..]));
+            assert!(entry.time_ms > 1_600_000_000_000);
+            logged.insert(entry.request_id[1..].parse::<usize>().unwrap());
+        }
+    }
+    assert_eq!(logged, deducted);
+    cleanup(&ns).await;
+}
+
+/// Issue test 2: one request id sent 50 times at once deducts once, and all
+/// 50 callers get the same outcome; 49 of them are told it is a replay.
+pub async fn same_request_id_deducts_once<C: Client>() {
+    let ns = namespace();
+    let stores = stores::<C>(&ns, 4).await;
+    stores[0].set_stock("a", 10).await.unwrap();
+    let orders = vec![order("same", "u", &[("a", 3)], None); 50];
+    let decisions = deduct_all(&stores, orders).await;
+    assert!(decisions.iter().all(|d| d.outcome == Outcome::Deducted));
+    assert_eq!(decisions.iter().filter(|d| !d.replayed).count(), 1);
+    assert_eq!(stores[0].stock("a").await.unwrap(), 7);
+    assert_eq!(stores[0].deduction_log_len("a").await.unwrap(), 1);
+    assert_eq!(stores[0].bought("a", "u").await.unwrap(), 3);
+
+    // A refusal is stored too: a retry after a restock still gets it.
+    stores[0].set_stock("b", 0).await.unwrap();
+    let refused = order("refused", "u", &[("b", 1)], None);
+    let first = stores[0].deduct(&refused).await.unwrap();
+    assert_eq!(first.outcome, Outcome::SoldOut { sku: "b".into() });
+    stores[0].add_stock("b", 5).await.unwrap();
+    let retry = stores[1].deduct(&refused).await.unwrap();
+    assert_eq!(retry.outcome, first.outcome);
+    assert!(retry.replayed);
+    assert_eq!(stores[0].stock("b").await.unwrap(), 5);
+    cleanup(&ns).await;
+}
+
+/// Issue test 3: a multi-SKU request with one SKU short deducts nothing
+/// anywhere; under concurrency pairs sell exactly as many as the scarcer SKU.
+pub async fn multi_sku_all_or_nothing<C: Client>() {
+    let ns = namespace();
+    let store = store::<C>(&ns).await;
+    for (sku, units) in [("a", 10), ("b", 1), ("c", 10)] {
+        store.set_stock(sku, units).await.unwrap();
+    }
+    let short = order("r1", "u", &[("a", 2), ("b", 2), ("c", 2)], None);
+    let d = store.deduct(&short).await.unwrap();
+    assert_eq!(
+        d.outcome,
+        Outcome::Insufficient {
+            sku: "b".into(),
+            available: 1
+        }
+    );
+    for (sku, units) in [("a", 10), ("b", 1), ("c", 10)] {
+        assert_eq!(store.stock(sku).await.unwrap(), units, "{sku} changed");
+        assert_eq!(store.deduction_log_len(sku).await.unwrap(), 0);
+        assert_eq!(store.bought(sku, "u").await.unwrap(), 0);
+    }
+    assert_eq!(store.refund("r1").await.unwrap(), Refund::NothingDeducted);
+    assert_eq!(store.stock("b").await.unwrap(), 1);
+
+    let whole = order("r2", "u", &[("a", 2), ("b", 1), ("c", 3)], None);
+    assert_eq!(
+        store.deduct(&whole).await.unwrap().outcome,
+        Outcome::Deducted
+    );
+    assert_eq!(store.stock("a").await.unwrap(), 8);
+    assert_eq!(store.stock("b").await.unwrap(), 0);
+    assert_eq!(store.stock("c").await.unwrap(), 7);
+    assert!(store.is_sold_out("b").await.unwrap());
+    assert!(!store.is_sold_out("a").await.unwrap());
+
+    // Concurrency: 1,000 buyers of the pair (x, y); y is scarcer.
+    let stores = stores::<C>(&ns, 8).await;
+    store.set_stock("x", 300).await.unwrap();
+    store.set_stock("y", 120).await.unwrap();
+    let orders = (0..1_000)
+        .map(|i| {
+            order(
+                &format!("p{i}"),
+                &format!("u{i}"),
+                &[("x", 1), ("y", 1)],
+                None,
+            )
+        })
+        .collect();
+    let decisions = deduct_all(&stores, orders).await;
+    let sold = decisions.iter().filter(|d| d.outcome.is_deducted()).count();
+    assert_eq!(sold, 120);
+    assert_eq!(store.stock("x").await.unwrap(), 180);
+    assert_eq!(store.stock("y").await.unwrap(), 0);
+    assert_eq!(store.deduction_log_len("x").await.unwrap(), 120);
+    assert_eq!(store.deduction_log_len("y").await.unwrap(), 120);
+    cleanup(&ns).await;
+}
+
+/// Issue test 4: a refund puts back exactly what was taken, once, even when
+/// 100 refunds of one request race; an unknown id is reported and cancels a
+/// late deduction with that id.
+pub async fn refund_exactly_once<C: Client>() {
+    let ns = namespace();
+    let stores = stores::<C>(&ns, 4).await;
+    let store = &stores[0];
+    store.set_stock("a", 5).await.unwrap();
+    store.set_stock("b", 2).await.unwrap();
+    let buy = order("r1", "alice", &[("a", 3), ("b", 2)], Some(5));
+    assert!(store.deduct(&buy).await.unwrap().outcome.is_deducted());
+    assert!(store.is_sold_out("b").await.unwrap());
+
+    let refunds = join_all((0..100).map(|i| {
+        let store = stores[i % stores.len()].clone();
+        tokio::spawn(async move { store.refund("r1").await.unwrap() })
+    }))
+    .await;
+    let refunds: Vec<Refund> = refunds.into_iter().map(Result::unwrap).collect();
+    let done: Vec<_> = refunds
+        .iter()
+        .filter(|r| matches!(r, Refund::Refunded { .. }))
+        .collect();
+    assert_eq!(done.len(), 1);
+    let Refund::Refunded { items } = done[0] else {
+        unreachable!()
+    };
+    let mut items = items.clone();
+    items.sort();
+    assert_eq!(items, vec![("a".to_owned(), 3), ("b".to_owned(), 2)]);
+    assert_eq!(
+        refunds
+            .iter()
+            .filter(|r| **r == Refund::AlreadyRefunded)
+            .count(),
+        99
+    );
+    assert_eq!(store.stock("a").await.unwrap(), 5);
+    assert_eq!(store.stock("b").await.unwrap(), 2);
+    assert!(!store.is_sold_out("b").await.unwrap());
+    assert_eq!(store.bought("a", "alice").await.unwrap(), 0);
+    assert_eq!(store.refund("r1").await.unwrap(), Refund::AlreadyRefunded);
+    let log = store.deduction_log("a", None, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| (e.kind, e.quantity)).collect::<Vec<_>>(),
+        vec![(LogKind::Deduction, 3), (LogKind::Refund, 3)]
+    );
+    // The deduction replays as deducted, and takes nothing again.
+    let replay = store.deduct(&buy).await.unwrap();
+    assert!(replay.replayed && replay.outcome.is_deducted());
+    assert_eq!(store.stock("a").await.unwrap(), 5);
+
+    // Unknown id: reported, and a late deduction with it is cancelled.
+    assert_eq!(store.refund("ghost").await.unwrap(), Refund::NotFound);
+    assert_eq!(store.refund("ghost").await.unwrap(), Refund::NotFound);
+    let late = store
+        .deduct(&order("ghost", "bob", &[("a", 1)], None))
+        .await
+        .unwrap();
+    assert_eq!(late.outcome, Outcome::Cancelled);
+    assert_eq!(store.stock("a").await.unwrap(), 5);
+    assert_eq!(store.deduction_log_len("a").await.unwrap(), 2);
+    cleanup(&ns).await;
+}
+
+/// Issue test 5: one user, 100 concurrent requests, limit 1 → one deduction.
+pub async fn per_user_limit_under_concurrency<C: Client>() {
+    let ns = namespace();
+    let stores = stores::<C>(&ns, 8).await;
+    stores[0].set_stock("a", 1_000).await.unwrap();
+    let orders = (0..100)
+        .map(|i| order(&format!("r{i}"), "greedy", &[("a", 1)], Some(1)))
+        .collect();
+    let decisions = deduct_all(&stores, orders).await;
+    assert_eq!(
+        decisions.iter().filter(|d| d.outcome.is_deducted()).count(),
+        1
+    );
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|d| d.outcome
+                == Outcome::LimitExceeded {
+                    sku: "a".into(),
+                    bought: 1
+                })
+            .count(),
+        99
+    );
+    assert_eq!(stores[0].stock("a").await.unwrap(), 999);
+    assert_eq!(stores[0].bought("a", "greedy").await.unwrap(), 1);
+
+    // Limit 5 with 2 units per request: 2 requests pass (4 units), then 4 + 2 > 5.
+    let orders = (0..50)
+        .map(|i| order(&format!("q{i}"), "pair", &[("a", 2)], Some(5)))
+        .collect();
+    let decisions = deduct_all(&stores, orders).await;
+    assert_eq!(
+        decisions.iter().filter(|d| d.outcome.is_deducted()).count(),
+        2
+    );
+    assert_eq!(stores[0].bought("a", "pair").await.unwrap(), 4);
+
+    // A refund gives the units back to the user's allowance.
+    let first = decisions
+        .iter()
+        .position(|d| d.outcome.is_deducted())
+        .unwrap();
+    assert!(matches!(
+        stores[0].refund(&format!("q{first}")).await.unwrap(),
+        Refund::Refunded { .. }
+    ));
+    assert_eq!(stores[0].bought("a", "pair").await.unwrap(), 2);
+    let again = order("q-again", "pair", &[("a", 2)], Some(5));
+    assert!(
+        stores[0]
+            .deduct(&again)
+            .await
+            .unwrap()
+            .outcome
+            .is_deducted()
+    );
+    assert_eq!(stores[0].stock("a").await.unwrap(), 999 - 4);
+
+    // Several items: the first SKU over the limit is named, nothing is taken.
+    stores[0].set_stock("b", 10).await.unwrap();
+    let both = order("two-skus", "pair", &[("b", 1), ("a", 2)], Some(5));
+    assert_eq!(
+        stores[0].deduct(&both).await.unwrap().outcome,
+        Outcome::LimitExceeded {
+            sku: "a".into(),
+            bought: 4
+        }
+    );
+    assert_eq!(stores[0].stock("b").await.unwrap(), 10);
+    assert_eq!(stores[0].bought("b", "pair").await.unwrap(), 0);
+    cleanup(&ns).await;
+}
+
+/// Issue test 6: `SCRIPT FLUSH` between calls (or a deleted function
+/// library) is invisible to callers.
+pub async fn survives_script_flush<C: Client>() {
+    let ns = namespace();
+    let store = store::<C>(&ns).await;
+    let mut admin = admin().await;
+    store.set_stock("a", 100).await.unwrap();
+    for i in 0..5 {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let d = store
+            .deduct(&order(&format!("r{i}"), "u", &[("a", 1)], None))
+            .await
+            .unwrap();
+        assert!(d.outcome.is_deducted());
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        store.add_stock("a", 1).await.unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.refund(&format!("r{i}")).await.unwrap(),
+            Refund::Refunded { .. }
+        ));
+    }
+    assert_eq!(store.stock("a").await.unwrap(), 105);
+
+    // Functions: delete the library under the store; the next call reloads it.
+    let functions = store.clone().with_script_mode(ScriptMode::Functions);
+    assert!(
+        functions
+            .deduct(&order("f1", "u", &[("a", 1)], None))
+            .await
+            .unwrap()
+            .outcome
+            .is_deducted()
+    );
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg("seckill_stock_")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    library_names(&libraries, &mut names);
+    // Another test may have deleted it already; either way it is gone now.
+    for name in names {
+        let _: Result<(), _> = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg(&name)
+            .query_async(&mut admin)
+            .await;
+    }
+    assert!(
+        functions
+            .deduct(&order("f2", "u", &[("a", 1)], None))
+            .await
+            .unwrap()
+            .outcome
+            .is_deducted()
+    );
+    assert_eq!(store.stock("a").await.unwrap(), 103);
+    cleanup(&ns).await;
+}
+
+/// Collects the values of `library_name` fields in a `FUNCTION LIST` reply.
+fn library_names(value: &redis::Value, out: &mut Vec<String>) {
+    use redis::Value as V;
+    let items: Vec<&V> = match value {
+        V::Array(items) | V::Set(items) => items.iter().collect(),
+        V::Map(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => return,
+    };
+    let mut prev_was_name_field = false;
+    for item in items {
+        let text = match item {
+            V::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            V::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        if prev_was_name_field && let Some(name) = &text {
+            out.push(name.clone());
+        }
+        prev_was_name_field = text.as_deref() == Some("library_name");
+        library_names(item, out);
+    }
+}
+
+/// Bad input is refused before Redis is touched, each with its own error.
+pub async fn bad_input_is_refused<C: Client>() {
+    let ns = namespace();
+    let store = store::<C>(&ns).await;
+    store.set_stock("a", 10).await.unwrap();
+    type Check = fn(&InvalidInput) -> bool;
+    let cases: Vec<(Deduction, Check)> = vec![
+        (order("r", "u", &[], None), |e| {
+            *e == InvalidInput::EmptyItems
+        }),
+        (order("r", "u", &[("a", 0)], None), |e| {
+            matches!(e, InvalidInput::Zero { .. })
+        }),
+        (
+            order("r", "u", &[("a", 1), ("a", 1)], None),
+            |e| matches!(e, InvalidInput::DuplicateSku { sku } if sku == "a"),
+        ),
+        (
+            order(&"x".repeat(MAX_ID_LEN + 1), "u", &[("a", 1)], None),
+            |e| {
+                matches!(
+                    e,
+                    InvalidInput::IdTooLong {
+                        field: "request id",
+                        ..
+                    }
+                )
+            },
+        ),
+        (order("r", "", &[("a", 1)], None), |e| {
+            matches!(e, InvalidInput::EmptyId { field: "user id" })
+        }),
+        (order("r", "u", &[("a", 1)], Some(0)), |e| {
+            matches!(e, InvalidInput::Zero { .. })
+        }),
+    ];
+    for (bad, check) in cases {
+        match store.deduct(&bad).await {
+            Err(Error::Invalid(e)) => assert!(check(&e), "wrong error {e:?}"),
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+    // The message says what to do.
+    let err = store
+        .deduct(&order("r", "u", &[("a", 1), ("a", 2)], None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("merge"), "{err}");
+    assert!(matches!(
+        StockStore::new(C::connect().await, "a{b}"),
+        Err(Error::Invalid(InvalidInput::Namespace { .. }))
+    ));
+    assert!(matches!(
+        store.clone().with_dedup_ttl(Duration::ZERO),
+        Err(Error::Invalid(InvalidInput::DedupTtl { .. }))
+    ));
+    assert!(matches!(
+        store.set_stock("a", seckill_stock_lua::MAX_STOCK + 1).await,
+        Err(Error::Invalid(InvalidInput::TooLarge { .. }))
+    ));
+    assert_eq!(store.stock("a").await.unwrap(), 10);
+    assert_eq!(store.deduction_log_len("a").await.unwrap(), 0);
+
+    // A SKU without stock is an error, and writes nothing: the same request
+    // id works once the stock is set.
+    let unknown = order("r-unknown", "u", &[("a", 1), ("nope", 1)], None);
+    assert!(matches!(
+        store.deduct(&unknown).await,
+        Err(Error::UnknownSku { sku }) if sku == "nope"
+    ));
+    assert_eq!(store.stock("a").await.unwrap(), 10);
+    store.set_stock("nope", 1).await.unwrap();
+    let d = store.deduct(&unknown).await.unwrap();
+    assert!(d.outcome.is_deducted() && !d.replayed);
+    cleanup(&ns).await;
+}
+
+/// Admin calls keep the stock and the sold-out mark in step; the dedup TTL is applied.
+pub async fn admin_and_ttl<C: Client>() {
+    let ns = namespace();
+    let store = store::<C>(&ns)
+        .await
+        .with_dedup_ttl(Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(store.stock("a").await.unwrap(), 0);
+    store.set_stock("a", 0).await.unwrap();
+    assert!(store.is_sold_out("a").await.unwrap());
+    assert_eq!(
+        store
+            .deduct(&order("r0", "u", &[("a", 1)], None))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::SoldOut { sku: "a".into() }
+    );
+    assert_eq!(store.add_stock("a", 2).await.unwrap(), 2);
+    assert!(!store.is_sold_out("a").await.unwrap());
+    assert_eq!(
+        store
+            .deduct(&order("r1", "u", &[("a", 3)], None))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Insufficient {
+            sku: "a".into(),
+            available: 2
+        }
+    );
+    assert!(
+        store
+            .deduct(&order("r2", "u", &[("a", 2)], None))
+            .await
+            .unwrap()
+            .outcome
+            .is_deducted()
+    );
+    assert!(store.is_sold_out("a").await.unwrap());
+    store.set_stock("a", 7).await.unwrap();
+    assert!(!store.is_sold_out("a").await.unwrap());
+    assert_eq!(store.stock("a").await.unwrap(), 7);
+    assert!(matches!(
+        store.add_stock("a", seckill_stock_lua::MAX_STOCK).await,
+        Err(Error::Invalid(InvalidInput::TooLarge { .. }))
+    ));
+    assert_eq!(store.stock("a").await.unwrap(), 7);
+
+    let mut admin = admin().await;
+    let ttl: i64 = admin
+        .pttl(format!("seckill:{{{ns}}}:req:r2"))
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "ttl {ttl}");
+    let default = StockStore::new(C::connect().await, &ns).unwrap();
+    assert!(
+        default
+            .deduct(&order("r3", "u", &[("a", 1)], None))
+            .await
+            .unwrap()
+            .outcome
+            .is_deducted()
+    );
+    let ttl: i64 = admin
+        .pttl(format!("seckill:{{{ns}}}:req:r3"))
+        .await
+        .unwrap();
+    assert!(ttl > 60_000 && ttl <= 86_400_000, "ttl {ttl}");
+
+    // Trimming the log drops reconciled entries only.
+    let log = store.deduction_log("a", None, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        store
+            .deduction_log("a", Some(&log[0].id), 10)
+            .await
+            .unwrap(),
+        log[1..]
+    );
+    assert_eq!(store.trim_log("a", &log[1].id).await.unwrap(), 1);
+    assert_eq!(store.deduction_log("a", None, 10).await.unwrap(), log[1..]);
+    cleanup(&ns).await;
+}
+
+/// Generates one `#[tokio::test]` per suite function for client `$client`.
+#[macro_export]
+macro_rules! suite_tests {
+    ($client:ty) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn no_oversell_evalsha() {
+            suite::no_oversell::<$client>(seckill_stock_lua::ScriptMode::EvalSha).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn no_oversell_functions() {
+            suite::no_oversell::<$client>(seckill_stock_lua::ScriptMode::Functions).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn same_request_id_deducts_once() {
+            suite::same_request_id_deducts_once::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn multi_sku_all_or_nothing() {
+            suite::multi_sku_all_or_nothing::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn refund_exactly_once() {
+            suite::refund_exactly_once::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn per_user_limit_under_concurrency() {
+            suite::per_user_limit_under_concurrency::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn survives_script_flush() {
+            suite::survives_script_flush::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn bad_input_is_refused() {
+            suite::bad_input_is_refused::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn admin_and_ttl() {
+            suite::admin_and_ttl::<$client>().await;
+        }
+    };
+}
