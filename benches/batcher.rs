@@ -16,6 +16,10 @@
 //!   sharing 100,000 items.
 //!
 //! Run: `cargo bench --bench batcher -- --warm-up-time 1 --measurement-time 3`
+
+// A bench whose setup fails should stop loudly, like a test.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
