@@ -6,7 +6,9 @@
 //! - `batcher_submit`: fire-and-forget. `seckill_batcher::submit` beside a
 //!   bare bounded `tokio::sync::mpsc` channel moving the same items into a
 //!   consumer that takes them `batch` at a time with `recv_many` (the
-//!   ceiling: what any channel-based batcher costs at least).
+//!   ceiling: what any channel-based batcher costs at least), and beside
+//!   the same channel moving each item with an empty 8-byte slot, as our
+//!   queue does (it carries the waiter of `submit_and_wait` there).
 //! - `batcher_wait`: every item awaits its batch's outcome.
 //!   `seckill_batcher::submit_and_wait` beside `batch-aint-one`'s `add`
 //!   (the peer), both with one key queue, one batch in flight, a 1 ms
@@ -14,6 +16,10 @@
 //!   sharing 100,000 items.
 //!
 //! Run: `cargo bench --bench batcher -- --warm-up-time 1 --measurement-time 3`
+
+// A bench whose setup fails should stop loudly, like a test.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,9 +45,16 @@ fn runtime() -> Runtime {
 }
 
 /// The ceiling: producers send into a bounded channel; one consumer takes up
-/// to `size` items at a time and hands them to a no-op.
-async fn bare_channel(size: usize) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(CAPACITY);
+/// to `size` items at a time and hands them to a no-op. `item` builds what
+/// travels: the bare `u64`, or the `u64` beside an empty 8-byte slot, which
+/// is what our queue moves per item (the slot holds the waiter of
+/// `submit_and_wait`).
+async fn bare_channel<I, F>(size: usize, item: F)
+where
+    I: Send + 'static,
+    F: Fn(u64) -> I + Copy + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<I>(CAPACITY);
     let consumer = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(size);
         while rx.recv_many(&mut batch, size).await > 0 {
@@ -54,7 +67,7 @@ async fn bare_channel(size: usize) {
             let tx = tx.clone();
             tokio::spawn(async move {
                 for i in 0..ITEMS / PRODUCERS {
-                    tx.send(p * ITEMS + i).await.unwrap();
+                    tx.send(item(p * ITEMS + i)).await.ok().unwrap();
                 }
             })
         })
@@ -211,8 +224,19 @@ fn submit(c: &mut Criterion) {
     for size in SIZES {
         group.bench_with_input(BenchmarkId::new("mpsc_ceiling", size), &size, |b, &size| {
             b.to_async(&rt)
-                .iter_custom(|iters| timed(iters, size, bare_channel));
+                .iter_custom(|iters| timed(iters, size, |size| bare_channel(size, |i| i)));
         });
+        group.bench_with_input(
+            BenchmarkId::new("mpsc_ceiling_with_slot", size),
+            &size,
+            |b, &size| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    timed(iters, size, |size| {
+                        bare_channel(size, |i| (i, None::<Box<u8>>))
+                    })
+                });
+            },
+        );
         group.bench_with_input(BenchmarkId::new("seckill", size), &size, |b, &size| {
             b.to_async(&rt)
                 .iter_custom(|iters| timed(iters, size, seckill_submit));

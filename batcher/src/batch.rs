@@ -160,3 +160,34 @@ impl<T: fmt::Debug> fmt::Debug for Batch<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_its_items_back_only_to_the_last_holder() {
+        let batch = Batch::new(Arc::new(vec![1, 2, 3]), 0, Trigger::Size, 1);
+        let copy = batch.clone();
+        let batch = batch.try_into_vec().unwrap_err();
+        assert_eq!(&batch[..], [1, 2, 3]);
+        assert_eq!(copy.into_vec(), [1, 2, 3]); // cloned: `batch` still holds them
+        assert_eq!(batch.try_into_vec().unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn handles_and_futures_can_cross_threads() {
+        fn send_sync<X: Send + Sync>(_: &X) {}
+        fn send<X: Send>(_: &X) {}
+        let batch = Batch::new(Arc::new(vec![String::new()]), 0, Trigger::Time, 1);
+        send_sync(&batch);
+        fn submit_is_send(b: &crate::Batcher<String, std::io::Error>) {
+            send(&b.submit(&1u64, String::new()));
+            send(&b.submit_and_wait("k", String::new()));
+            send(&b.flush());
+            send(&b.shutdown());
+            send_sync(b);
+        }
+        let _ = submit_is_send;
+    }
+}

@@ -136,6 +136,11 @@ where
     async fn collect(&mut self) -> Collected {
         self.take_received();
         let max = self.settings.max_batch_size;
+        if self.pending.len() >= max {
+            // Full at once: no clock read, no timer.
+            self.backlog_since = None;
+            return Collected::Deliver(Trigger::Size);
+        }
         // The oldest item arrived now, or, if it queued up while the handler
         // ran, at the earliest when that call started.
         let since = self.backlog_since.take().unwrap_or_else(Instant::now);
