@@ -1,0 +1,311 @@
+//! One limiter per key (per IP, per user, per device), in a bounded map.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use hashbrown::HashTable;
+
+use crate::clock::{Clock, saturating_nanos};
+use crate::error::Denied;
+use crate::limiter::Limiter;
+
+const MAX_SHARDS: usize = 64;
+const DEFAULT_MAX_KEYS: usize = 100_000;
+const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(60);
+
+/// A limiter per key, built on first use by a factory, in a map that never
+/// holds more than `max_keys` keys.
+///
+/// - **Bounded**: a flood of distinct keys (spoofed IPs, random user ids)
+///   cannot grow memory past `max_keys`. When a shard is full, its keys idle
+///   for `idle_ttl` are dropped first, then the least recently used quarter.
+///   A key that is being limited is in use, so it is the last to go.
+/// - **Idle keys leave**: a key unused for `idle_ttl` whose limiter is back
+///   to its initial state is dropped by the next sweep of its shard (shards
+///   sweep themselves as keys arrive, at most once per `idle_ttl / 4`), or by
+///   [`Keyed::evict_idle`]. Dropping such a key changes nothing.
+/// - **Keys are independent**: one key's flood never limits another key.
+/// - **Fast**: 64 shards under read-write locks; a known key takes a shared
+///   read lock and then the limiter's lock-free path.
+///
+/// All limiters must read the same clock as the map: the factory's first
+/// limiter lends its clock to the map (the default clocks are process-wide,
+/// a [`ManualClock`](crate::ManualClock) must be cloned into the factory).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seckill_ratelimit::{Keyed, TokenBucket};
+///
+/// let per_ip: Keyed<String, TokenBucket> = Keyed::new(|| TokenBucket::new(5, 10))
+///     .max_keys(1_000_000)
+///     .idle_ttl(Duration::from_secs(60));
+/// let ip = "203.0.113.7".to_string();
+/// for _ in 0..10 {
+///     per_ip.try_acquire(&ip, 1).unwrap();
+/// }
+/// assert!(per_ip.try_acquire(&ip, 1).is_err());
+/// assert!(per_ip.try_acquire("198.51.100.1", 1).is_ok()); // another key
+/// ```
+pub struct Keyed<K, L: Limiter, S = RandomState> {
+    shards: Box<[RwLock<Shard<K, L>>]>,
+    per_shard: usize,
+    idle_ttl: u64,
+    factory: Box<dyn Fn() -> L + Send + Sync>,
+    clock: L::Clock,
+    hasher: S,
+}
+
+struct Shard<K, L> {
+    table: HashTable<Entry<K, L>>,
+    next_sweep: u64,
+}
+
+struct Entry<K, L> {
+    key: K,
+    hash: u64,
+    limiter: L,
+    last_used: AtomicU64,
+}
+
+impl<K, L: Limiter> Keyed<K, L, RandomState>
+where
+    K: Hash + Eq + Send + Sync,
+{
+    /// A map building each key's limiter with `factory`, holding at most
+    /// 100,000 keys and dropping keys idle for 60 s (change both with the
+    /// builder methods).
+    pub fn new(factory: impl Fn() -> L + Send + Sync + 'static) -> Self {
+        Self::with_hasher(factory, RandomState::new())
+    }
+}
+
+impl<K, L: Limiter, S: BuildHasher> Keyed<K, L, S>
+where
+    K: Hash + Eq + Send + Sync,
+{
+    /// Like [`Keyed::new`] with your own hasher (a faster one than SipHash
+    /// when keys are not attacker-controlled).
+    pub fn with_hasher(factory: impl Fn() -> L + Send + Sync + 'static, hasher: S) -> Self {
+        let clock = factory().clock().clone();
+        let mut keyed = Self {
+            shards: Box::new([]),
+            per_shard: 0,
+            idle_ttl: saturating_nanos(DEFAULT_IDLE_TTL),
+            factory: Box::new(factory),
+            clock,
+            hasher,
+        };
+        keyed.reshard(DEFAULT_MAX_KEYS);
+        keyed
+    }
+
+    /// At most `max_keys` keys are held (at least 1). Set it before use: it
+    /// empties the map.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.reshard(max_keys.max(1));
+        self
+    }
+
+    /// Keys unused for `idle_ttl` whose limiter is back to its initial state
+    /// are dropped. Choose at least the limiter's full refill time (or
+    /// window), or the sweep finds few keys to drop.
+    #[must_use]
+    pub fn idle_ttl(mut self, idle_ttl: Duration) -> Self {
+        self.idle_ttl = saturating_nanos(idle_ttl);
+        self
+    }
+
+    fn reshard(&mut self, max_keys: usize) {
+        // A power of two no larger than max_keys, so shards × per_shard ≤ max_keys.
+        let mut shards = MAX_SHARDS;
+        while shards > max_keys {
+            shards /= 2;
+        }
+        self.per_shard = max_keys / shards;
+        self.shards = (0..shards)
+            .map(|_| {
+                RwLock::new(Shard {
+                    table: HashTable::new(),
+                    next_sweep: 0,
+                })
+            })
+            .collect();
+    }
+
+    /// Admits `n` units for `key` or says how long to wait; the key's limiter
+    /// is built on first use.
+    ///
+    /// # Errors
+    ///
+    /// The key's limiter's [`Denied`].
+    pub fn try_acquire<Q>(&self, key: &Q, n: u32) -> Result<(), Denied>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now = self.clock.now();
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        {
+            let guard = read(shard);
+            if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
+                entry.touch(now, self.idle_ttl);
+                return entry.limiter.try_acquire_at(n, now);
+            }
+        }
+        let mut guard = write(shard);
+        if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
+            entry.touch(now, self.idle_ttl);
+            return entry.limiter.try_acquire_at(n, now);
+        }
+        if now >= guard.next_sweep {
+            guard.evict_idle(now, self.idle_ttl);
+        }
+        if guard.table.len() >= self.per_shard {
+            guard.make_room(now, self.idle_ttl, self.per_shard);
+        }
+        let entry = Entry {
+            key: key.to_owned(),
+            hash,
+            limiter: (self.factory)(),
+            last_used: AtomicU64::new(now),
+        };
+        let decision = entry.limiter.try_acquire_at(n, now);
+        guard.table.insert_unique(hash, entry, |e| e.hash);
+        decision
+    }
+
+    /// Drops every key unused for `idle_ttl` whose limiter is back to its
+    /// initial state; returns how many were dropped.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.clock.now();
+        self.shards
+            .iter()
+            .map(|shard| write(shard).evict_idle(now, self.idle_ttl))
+            .sum()
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).table.len()).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` has a limiter now.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        read(self.shard(hash))
+            .table
+            .find(hash, |e| e.key.borrow() == key)
+            .is_some()
+    }
+
+    /// Forgets `key`'s limiter (its next request starts afresh); returns whether it was held.
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        write(self.shard(hash))
+            .table
+            .find_entry(hash, |e| e.key.borrow() == key)
+            .map(|occupied| occupied.remove())
+            .is_ok()
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K, L>> {
+        // Middle bits: hashbrown uses the lowest bits for the bucket and the
+        // highest seven as the tag inside a shard.
+        // The shard count is a power of two, so the mask keeps the index in range.
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        &self.shards[index]
+    }
+}
+
+impl<K, L> Entry<K, L> {
+    /// Records a use, writing only when the time moved noticeably (keeps a
+    /// hot key's cache line shared between readers).
+    #[inline]
+    fn touch(&self, now: u64, idle_ttl: u64) {
+        let last = self.last_used.load(Ordering::Relaxed);
+        if now > last.saturating_add(idle_ttl / 64) {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn idle_since(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+}
+
+impl<K, L: Limiter> Shard<K, L> {
+    fn evict_idle(&mut self, now: u64, idle_ttl: u64) -> usize {
+        self.next_sweep = now.saturating_add(idle_ttl / 4);
+        let before = self.table.len();
+        self.table.retain(|e| {
+            !(now.saturating_sub(e.idle_since()) >= idle_ttl && e.limiter.is_idle_at(now))
+        });
+        before - self.table.len()
+    }
+
+    /// Frees at least one place: idle keys first, then the least recently
+    /// used quarter of the shard.
+    fn make_room(&mut self, now: u64, idle_ttl: u64, per_shard: usize) {
+        self.table
+            .retain(|e| now.saturating_sub(e.idle_since()) < idle_ttl);
+        if self.table.len() < per_shard {
+            return;
+        }
+        let mut ages: Vec<u64> = self.table.iter().map(Entry::idle_since).collect();
+        if ages.is_empty() {
+            return;
+        }
+        let cut = ages.len() / 4;
+        let (_, threshold, _) = ages.select_nth_unstable(cut);
+        let threshold = *threshold;
+        let mut to_drop = cut.max(1);
+        self.table.retain(|e| {
+            if to_drop > 0 && e.idle_since() <= threshold {
+                to_drop -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic in a user's Hash or Eq leaves the table consistent: keep going.
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<K, L: Limiter, S> std::fmt::Debug for Keyed<K, L, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed")
+            .field("shards", &self.shards.len())
+            .field("max_keys", &(self.per_shard * self.shards.len()))
+            .field("idle_ttl", &Duration::from_nanos(self.idle_ttl))
+            .finish_non_exhaustive()
+    }
+}
