@@ -54,6 +54,8 @@ mod gcra;
 mod keyed;
 mod leaky_bucket;
 mod limiter;
+#[cfg(any(feature = "redis", feature = "fred"))]
+mod redis;
 mod sliding_window;
 mod token_bucket;
 
@@ -65,5 +67,14 @@ pub use fixed_window::FixedWindow;
 pub use keyed::Keyed;
 pub use leaky_bucket::LeakyBucket;
 pub use limiter::Limiter;
+#[cfg(feature = "fred")]
+pub use redis::Fred;
+#[cfg(feature = "redis")]
+pub use redis::RedisRs;
+#[cfg(any(feature = "redis", feature = "fred"))]
+pub use redis::{
+    Algorithm, Backend, BackendError, FailurePolicy, FailureStats, LuaScript, RedisLimiter,
+    ScriptCall,
+};
 pub use sliding_window::SlidingWindow;
 pub use token_bucket::TokenBucket;
