@@ -156,13 +156,13 @@ where
         {
             let guard = read(shard);
             if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-                entry.touch(now, self.idle_ttl);
+                entry.touch(now);
                 return entry.limiter.try_acquire_at(n, now);
             }
         }
         let mut guard = write(shard);
         if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-            entry.touch(now, self.idle_ttl);
+            entry.touch(now);
             return entry.limiter.try_acquire_at(n, now);
         }
         if now >= guard.next_sweep {
@@ -239,12 +239,13 @@ where
 }
 
 impl<K, L> Entry<K, L> {
-    /// Records a use, writing only when the time moved noticeably (keeps a
-    /// hot key's cache line shared between readers).
+    /// Records a use (a denied request is a use too: a key being limited
+    /// must stay, or evicting it would hand out a fresh burst). Writes only
+    /// when the time moved, so concurrent readers of a hot key in the same
+    /// instant share its cache line.
     #[inline]
-    fn touch(&self, now: u64, idle_ttl: u64) {
-        let last = self.last_used.load(Ordering::Relaxed);
-        if now > last.saturating_add(idle_ttl / 64) {
+    fn touch(&self, now: u64) {
+        if now > self.last_used.load(Ordering::Relaxed) {
             self.last_used.store(now, Ordering::Relaxed);
         }
     }
