@@ -72,7 +72,9 @@ impl Gcra {
             let next = tat.max(now).saturating_add(cost);
             let allowed_at = next.saturating_sub(self.horizon);
             if allowed_at > now {
-                return Err(Denied::rate_exceeded(Duration::from_nanos(allowed_at - now)));
+                return Err(Denied::rate_exceeded(Duration::from_nanos(
+                    allowed_at - now,
+                )));
             }
             match self
                 .tat

@@ -9,17 +9,35 @@ use seckill_ratelimit::{
 
 #[test]
 fn try_new_names_what_is_wrong() {
-    assert_eq!(TokenBucket::try_new(0, 10).unwrap_err(), ConfigError::ZeroRate);
-    assert_eq!(TokenBucket::try_new(10, 0).unwrap_err(), ConfigError::ZeroCapacity);
-    assert_eq!(LeakyBucket::try_new(0, 1).unwrap_err(), ConfigError::ZeroRate);
-    assert_eq!(LeakyBucket::try_new(1, 0).unwrap_err(), ConfigError::ZeroCapacity);
+    assert_eq!(
+        TokenBucket::try_new(0, 10).unwrap_err(),
+        ConfigError::ZeroRate
+    );
+    assert_eq!(
+        TokenBucket::try_new(10, 0).unwrap_err(),
+        ConfigError::ZeroCapacity
+    );
+    assert_eq!(
+        LeakyBucket::try_new(0, 1).unwrap_err(),
+        ConfigError::ZeroRate
+    );
+    assert_eq!(
+        LeakyBucket::try_new(1, 0).unwrap_err(),
+        ConfigError::ZeroCapacity
+    );
     let second = Duration::from_secs(1);
-    assert_eq!(SlidingWindow::try_new(0, second).unwrap_err(), ConfigError::ZeroCapacity);
+    assert_eq!(
+        SlidingWindow::try_new(0, second).unwrap_err(),
+        ConfigError::ZeroCapacity
+    );
     assert_eq!(
         SlidingWindow::try_new(5, Duration::from_micros(999)).unwrap_err(),
         ConfigError::WindowTooShort
     );
-    assert_eq!(FixedWindow::try_new(0, second).unwrap_err(), ConfigError::ZeroCapacity);
+    assert_eq!(
+        FixedWindow::try_new(0, second).unwrap_err(),
+        ConfigError::ZeroCapacity
+    );
     assert_eq!(
         FixedWindow::try_new(5, Duration::ZERO).unwrap_err(),
         ConfigError::WindowTooShort

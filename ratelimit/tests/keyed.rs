@@ -21,14 +21,19 @@ fn a_million_distinct_keys_stay_within_max_keys() {
         if i % 1_000 == 0 {
             clock.advance(Duration::from_millis(1));
         }
-        keyed.try_acquire(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), 1).unwrap();
+        keyed
+            .try_acquire(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), 1)
+            .unwrap();
         if i % 10_000 == 0 {
             peak = peak.max(keyed.len());
         }
     }
     peak = peak.max(keyed.len());
     assert!(peak <= 10_000, "held {peak} keys");
-    assert!(keyed.len() >= 5_000, "eviction drops a quarter of a shard at a time");
+    assert!(
+        keyed.len() >= 5_000,
+        "eviction drops a quarter of a shard at a time"
+    );
 }
 
 #[test]
@@ -88,7 +93,11 @@ fn a_key_still_limited_is_not_evicted_as_idle() {
             .idle_ttl(Duration::from_secs(60));
     keyed.try_acquire("u", 600).unwrap();
     clock.advance(Duration::from_secs(120));
-    assert_eq!(keyed.evict_idle(), 0, "forgetting it would hand out a new burst");
+    assert_eq!(
+        keyed.evict_idle(),
+        0,
+        "forgetting it would hand out a new burst"
+    );
     clock.advance(Duration::from_secs(600));
     assert_eq!(keyed.evict_idle(), 1);
 }
@@ -123,7 +132,8 @@ fn any_limiter_can_be_keyed() {
 
     let c = clock.clone();
     let fixed: Keyed<u64, FixedWindow<ManualClock>> =
-        Keyed::new(move || FixedWindow::with_clock(1, Duration::from_secs(1), c.clone())).max_keys(1);
+        Keyed::new(move || FixedWindow::with_clock(1, Duration::from_secs(1), c.clone()))
+            .max_keys(1);
     fixed.try_acquire(&1, 1).unwrap();
     fixed.try_acquire(&2, 1).unwrap();
     assert_eq!(fixed.len(), 1);

@@ -34,27 +34,62 @@ async fn hammer<L: Limiter>(limiter: L, n: u32, expected: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_bucket_admits_exactly_the_burst() {
-    hammer(TokenBucket::with_clock(1, 5_000, ManualClock::new()), 1, 5_000).await;
-    hammer(TokenBucket::with_clock(1, 5_001, ManualClock::new()), 3, 5_001).await;
+    hammer(
+        TokenBucket::with_clock(1, 5_000, ManualClock::new()),
+        1,
+        5_000,
+    )
+    .await;
+    hammer(
+        TokenBucket::with_clock(1, 5_001, ManualClock::new()),
+        3,
+        5_001,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leaky_meter_admits_exactly_the_capacity() {
-    hammer(LeakyBucket::with_clock(1, 7_000, ManualClock::new()), 1, 7_000).await;
+    hammer(
+        LeakyBucket::with_clock(1, 7_000, ManualClock::new()),
+        1,
+        7_000,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sliding_window_admits_exactly_the_limit() {
     let window = Duration::from_secs(1);
-    hammer(SlidingWindow::with_clock(5_000, window, ManualClock::new()), 1, 5_000).await;
-    hammer(SlidingWindow::with_clock(6_000, window, ManualClock::new()), 2, 6_000).await;
-    hammer(SlidingWindow::with_clock(1, window, ManualClock::new()), 1, 1).await;
+    hammer(
+        SlidingWindow::with_clock(5_000, window, ManualClock::new()),
+        1,
+        5_000,
+    )
+    .await;
+    hammer(
+        SlidingWindow::with_clock(6_000, window, ManualClock::new()),
+        2,
+        6_000,
+    )
+    .await;
+    hammer(
+        SlidingWindow::with_clock(1, window, ManualClock::new()),
+        1,
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fixed_window_admits_exactly_the_limit() {
     let window = Duration::from_secs(1);
-    hammer(FixedWindow::with_clock(5_000, window, ManualClock::new()), 1, 5_000).await;
+    hammer(
+        FixedWindow::with_clock(5_000, window, ManualClock::new()),
+        1,
+        5_000,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,7 +134,9 @@ async fn a_moving_clock_never_lets_the_sliding_window_overflow() {
 async fn keyed_admits_exactly_the_burst_per_key() {
     let clock = ManualClock::new();
     let c = clock.clone();
-    let keyed = Arc::new(Keyed::new(move || TokenBucket::with_clock(1, 100, c.clone())));
+    let keyed = Arc::new(Keyed::new(move || {
+        TokenBucket::with_clock(1, 100, c.clone())
+    }));
     let admitted: Arc<Vec<AtomicU32>> = Arc::new((0..20).map(|_| AtomicU32::new(0)).collect());
     let tasks: Vec<_> = (0..8_000usize)
         .map(|i| {

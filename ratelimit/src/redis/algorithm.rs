@@ -70,9 +70,8 @@ impl Algorithm {
                 rate_per_sec,
                 capacity,
             } => check_rate(rate_per_sec, capacity),
-            Algorithm::SlidingWindow { limit, window } | Algorithm::FixedWindow { limit, window } => {
-                check_window(limit, window)
-            }
+            Algorithm::SlidingWindow { limit, window }
+            | Algorithm::FixedWindow { limit, window } => check_window(limit, window),
         }
     }
 

@@ -20,7 +20,10 @@ pub trait Backend: Send + Sync + 'static {
     /// # Cancel safety
     ///
     /// Dropping the future may leave the script run or not run.
-    fn eval(&self, call: &ScriptCall) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send;
+    fn eval(
+        &self,
+        call: &ScriptCall,
+    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send;
 }
 
 /// A Redis call that failed: the client's error, kept as its source.

@@ -180,7 +180,9 @@ impl Fallback {
 
 impl std::fmt::Debug for Fallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fallback").field("keys", &self.keys).finish()
+        f.debug_struct("Fallback")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
@@ -206,7 +208,9 @@ impl Local {
             Algorithm::SlidingWindow { limit, window } => {
                 Local::Sliding(SlidingWindow::new(limit, window))
             }
-            Algorithm::FixedWindow { limit, window } => Local::Fixed(FixedWindow::new(limit, window)),
+            Algorithm::FixedWindow { limit, window } => {
+                Local::Fixed(FixedWindow::new(limit, window))
+            }
         }
     }
 

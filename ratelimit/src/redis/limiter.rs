@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::algorithm::Algorithm;
 use super::backend::{Backend, BackendError};
-use super::failure::{Fallback, FailurePolicy, FailureStats, Health, closed};
+use super::failure::{FailurePolicy, FailureStats, Fallback, Health, closed};
 use super::scripts::{self, Mode, Outcome};
 use crate::error::{ConfigError, Denied};
 
@@ -50,7 +50,6 @@ const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct RedisLimiter<B: Backend> {
     backend: B,
     name: String,
@@ -71,7 +70,11 @@ impl<B: Backend> RedisLimiter<B> {
     ///
     /// [`ConfigError`] for a zero rate, burst, capacity or limit, or a window
     /// under 1 ms.
-    pub fn new(backend: B, name: impl Into<String>, algorithm: Algorithm) -> Result<Self, ConfigError> {
+    pub fn new(
+        backend: B,
+        name: impl Into<String>,
+        algorithm: Algorithm,
+    ) -> Result<Self, ConfigError> {
         algorithm.validate()?;
         let policy = FailurePolicy::default();
         Ok(Self {
@@ -241,6 +244,19 @@ impl<B: Backend> RedisLimiter<B> {
             (FailurePolicy::Fallback { .. }, Some(fallback)) => fallback.try_acquire(key, n),
             _ => Err(closed(self.probe_interval.max(Duration::from_millis(1)))),
         }
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for RedisLimiter<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("policy", &self.policy)
+            .field("timeout", &self.timeout)
+            .field("probe_interval", &self.probe_interval)
+            .field("stats", &self.health.stats())
+            .finish_non_exhaustive()
     }
 }
 

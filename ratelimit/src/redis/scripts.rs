@@ -137,9 +137,9 @@ mod tests {
         assert_eq!(parse(&[1, 0]), Some(Outcome::Admitted(Duration::ZERO)));
         assert_eq!(
             parse(&[0, 1500]),
-            Some(Outcome::Denied(Denied::rate_exceeded(Duration::from_micros(
-                1500
-            ))))
+            Some(Outcome::Denied(Denied::rate_exceeded(
+                Duration::from_micros(1500)
+            )))
         );
         assert_eq!(parse(&[1]), None);
         assert_eq!(parse(&[2, 0]), None);
