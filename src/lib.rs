@@ -10,9 +10,13 @@
 //! | feature | crate | what it does |
 //! |---|---|---|
 //! | `singleflight` (default) | [`seckill-singleflight`](https://docs.rs/seckill-singleflight) | one execution per key among concurrent async callers |
+//! | `ratelimit` (default) | [`seckill-ratelimit`](https://docs.rs/seckill-ratelimit) | token bucket, leaky bucket, sliding and fixed window limiters, keyed, in process and on Redis |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "ratelimit")]
+#[doc(inline)]
+pub use seckill_ratelimit as ratelimit;
 #[cfg(feature = "singleflight")]
 #[doc(inline)]
 pub use seckill_singleflight as singleflight;
