@@ -158,9 +158,17 @@ impl<C: Clock> Limiter for FixedWindow<C> {
         self.acquire_at(n, now)
     }
 
-    fn is_idle_at(&self, now: u64) -> bool {
+    fn idle_from(&self, now: u64) -> u64 {
         let state = self.state.load(Ordering::Acquire);
-        let tag = (now / self.window) & u64::from(u32::MAX);
-        state >> 32 != tag || state & u64::from(u32::MAX) == 0
+        if state & u64::from(u32::MAX) == 0 {
+            return 0;
+        }
+        // The latest window carrying this tag, at or before now.
+        let current = now / self.window;
+        let behind = (current.wrapping_sub(state >> 32)) & u64::from(u32::MAX);
+        current
+            .saturating_sub(behind)
+            .saturating_add(1)
+            .saturating_mul(self.window)
     }
 }

@@ -21,8 +21,8 @@ pub(crate) struct Gcra {
     /// Nanoseconds per unit; 0 for a limiter that never grants.
     interval: u64,
     capacity: u32,
-    /// `capacity · interval`: how far ahead of now the TAT may run.
-    horizon: u64,
+    /// The rate as configured (kept here, where it costs no padding).
+    rate: u32,
 }
 
 /// The nanoseconds between two units at `rate_per_sec`, rounded up so the
@@ -45,8 +45,12 @@ impl Gcra {
             tat: AtomicU64::new(0),
             interval,
             capacity,
-            horizon: interval.saturating_mul(u64::from(capacity)),
+            rate: rate_per_sec,
         }
+    }
+
+    pub(crate) fn rate(&self) -> u32 {
+        self.rate
     }
 
     pub(crate) fn capacity(&self) -> u32 {
@@ -66,11 +70,14 @@ impl Gcra {
         if n > self.capacity {
             return Err(Denied::exceeds_capacity());
         }
-        let cost = self.interval.saturating_mul(u64::from(n));
+        // Both products fit in u64: u32::MAX · 10⁹ < 2⁶⁴.
+        let cost = self.interval * u64::from(n);
+        // `capacity · interval`: how far ahead of now the TAT may run.
+        let horizon = self.interval * u64::from(self.capacity);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let next = tat.max(now).saturating_add(cost);
-            let allowed_at = next.saturating_sub(self.horizon);
+            let allowed_at = next.saturating_sub(horizon);
             if allowed_at > now {
                 return Err(Denied::rate_exceeded(Duration::from_nanos(
                     allowed_at - now,
@@ -121,9 +128,9 @@ impl Gcra {
         );
     }
 
-    /// Whether the cell is back to its initial state at `now` (full bucket).
-    pub(crate) fn is_idle(&self, now: u64) -> bool {
-        self.tat.load(Ordering::Acquire) <= now
+    /// When the cell is back to its initial state (a full bucket): the TAT.
+    pub(crate) fn idle_from(&self) -> u64 {
+        self.tat.load(Ordering::Acquire)
     }
 }
 

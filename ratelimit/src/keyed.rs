@@ -3,7 +3,6 @@
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -21,16 +20,21 @@ const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(60);
 /// holds more than `max_keys` keys.
 ///
 /// - **Bounded**: a flood of distinct keys (spoofed IPs, random user ids)
-///   cannot grow memory past `max_keys`. When a shard is full, its keys idle
-///   for `idle_ttl` are dropped first, then the least recently used quarter.
-///   A key that is being limited is in use, so it is the last to go.
-/// - **Idle keys leave**: a key unused for `idle_ttl` whose limiter is back
-///   to its initial state is dropped by the next sweep of its shard (shards
-///   sweep themselves as keys arrive, at most once per `idle_ttl / 4`), or by
-///   [`Keyed::evict_idle`]. Dropping such a key changes nothing.
+///   cannot grow memory past `max_keys`. When a shard is full, its idle keys
+///   are dropped first, then the quarter whose limiters will be back to
+///   their initial state soonest. A key that is being limited (a full
+///   bucket, a full window) is the last to go.
+/// - **Idle keys leave**: a key whose limiter has been back in its initial
+///   state (a full bucket, an empty window) for `idle_ttl` is dropped by the
+///   next sweep of its shard (shards sweep themselves as new keys arrive, at
+///   most once per `idle_ttl / 4`), or by [`Keyed::evict_idle`]. Dropping
+///   such a key changes nothing.
+/// - **Read-only for known keys**: a request for a known key takes a shared
+///   read lock and writes nothing but the limiter's own state.
 /// - **Keys are independent**: one key's flood never limits another key.
 /// - **Fast**: 64 shards under read-write locks; a known key takes a shared
-///   read lock and then the limiter's lock-free path.
+///   read lock and then the limiter's lock-free path. Each entry holds only
+///   the key and the limiter (32 bytes for a `u64` key and a token bucket).
 ///
 /// All limiters must read the same clock as the map: the factory's first
 /// limiter lends its clock to the map (the default clocks are process-wide,
@@ -68,9 +72,7 @@ struct Shard<K, L> {
 
 struct Entry<K, L> {
     key: K,
-    hash: u64,
     limiter: L,
-    last_used: AtomicU64,
 }
 
 impl<K, L: Limiter> Keyed<K, L, RandomState>
@@ -113,9 +115,8 @@ where
         self
     }
 
-    /// Keys unused for `idle_ttl` whose limiter is back to its initial state
-    /// are dropped. Choose at least the limiter's full refill time (or
-    /// window), or the sweep finds few keys to drop.
+    /// Keys whose limiter has been back in its initial state for `idle_ttl`
+    /// are dropped (default 60 s; zero drops them as soon as they are idle).
     #[must_use]
     pub fn idle_ttl(mut self, idle_ttl: Duration) -> Self {
         self.idle_ttl = saturating_nanos(idle_ttl);
@@ -156,13 +157,11 @@ where
         {
             let guard = read(shard);
             if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-                entry.touch(now);
                 return entry.limiter.try_acquire_at(n, now);
             }
         }
         let mut guard = write(shard);
         if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-            entry.touch(now);
             return entry.limiter.try_acquire_at(n, now);
         }
         if now >= guard.next_sweep {
@@ -173,17 +172,17 @@ where
         }
         let entry = Entry {
             key: key.to_owned(),
-            hash,
             limiter: (self.factory)(),
-            last_used: AtomicU64::new(now),
         };
         let decision = entry.limiter.try_acquire_at(n, now);
-        guard.table.insert_unique(hash, entry, |e| e.hash);
+        guard
+            .table
+            .insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
         decision
     }
 
-    /// Drops every key unused for `idle_ttl` whose limiter is back to its
-    /// initial state; returns how many were dropped.
+    /// Drops every key whose limiter has been back in its initial state for
+    /// `idle_ttl`; returns how many were dropped.
     pub fn evict_idle(&self) -> usize {
         let now = self.clock.now();
         self.shards
@@ -238,42 +237,27 @@ where
     }
 }
 
-impl<K, L> Entry<K, L> {
-    /// Records a use (a denied request is a use too: a key being limited
-    /// must stay, or evicting it would hand out a fresh burst). Writes only
-    /// when the time moved, so concurrent readers of a hot key in the same
-    /// instant share its cache line.
-    #[inline]
-    fn touch(&self, now: u64) {
-        if now > self.last_used.load(Ordering::Relaxed) {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
-    }
-
-    fn idle_since(&self) -> u64 {
-        self.last_used.load(Ordering::Relaxed)
-    }
-}
-
 impl<K, L: Limiter> Shard<K, L> {
     fn evict_idle(&mut self, now: u64, idle_ttl: u64) -> usize {
         self.next_sweep = now.saturating_add(idle_ttl / 4);
         let before = self.table.len();
-        self.table.retain(|e| {
-            !(now.saturating_sub(e.idle_since()) >= idle_ttl && e.limiter.is_idle_at(now))
-        });
+        self.table
+            .retain(|e| e.limiter.idle_from(now).saturating_add(idle_ttl) > now);
         before - self.table.len()
     }
 
-    /// Frees at least one place: idle keys first, then the least recently
-    /// used quarter of the shard.
+    /// Frees at least one place: idle keys first, then the quarter of the
+    /// shard that has been idle longest (or will be idle soonest).
     fn make_room(&mut self, now: u64, idle_ttl: u64, per_shard: usize) {
-        self.table
-            .retain(|e| now.saturating_sub(e.idle_since()) < idle_ttl);
+        self.evict_idle(now, idle_ttl);
         if self.table.len() < per_shard {
             return;
         }
-        let mut ages: Vec<u64> = self.table.iter().map(Entry::idle_since).collect();
+        let mut ages: Vec<u64> = self
+            .table
+            .iter()
+            .map(|e| e.limiter.idle_from(now))
+            .collect();
         if ages.is_empty() {
             return;
         }
@@ -282,7 +266,7 @@ impl<K, L: Limiter> Shard<K, L> {
         let threshold = *threshold;
         let mut to_drop = cut.max(1);
         self.table.retain(|e| {
-            if to_drop > 0 && e.idle_since() <= threshold {
+            if to_drop > 0 && e.limiter.idle_from(now) <= threshold {
                 to_drop -= 1;
                 false
             } else {

@@ -42,7 +42,6 @@ use crate::token_bucket::check_rate;
 #[derive(Debug)]
 pub struct LeakyBucket<C: Clock = DefaultClock> {
     cell: Gcra,
-    rate: u32,
     clock: C,
 }
 
@@ -74,7 +73,6 @@ impl<C: Clock> LeakyBucket<C> {
     pub fn with_clock(rate_per_sec: u32, capacity: u32, clock: C) -> Self {
         Self {
             cell: Gcra::new(rate_per_sec, capacity),
-            rate: rate_per_sec,
             clock,
         }
     }
@@ -156,7 +154,7 @@ impl<C: Clock> LeakyBucket<C> {
 
     /// Units drained per second, as configured.
     pub fn rate(&self) -> u32 {
-        self.rate
+        self.cell.rate()
     }
 
     /// The bucket size (0 for a bucket built with a zero rate or capacity).
@@ -198,7 +196,7 @@ impl<C: Clock> Limiter for LeakyBucket<C> {
         self.cell.try_acquire(n, now)
     }
 
-    fn is_idle_at(&self, now: u64) -> bool {
-        self.cell.is_idle(now)
+    fn idle_from(&self, _now: u64) -> u64 {
+        self.cell.idle_from()
     }
 }

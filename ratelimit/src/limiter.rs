@@ -46,7 +46,9 @@ pub trait Limiter: Send + Sync + 'static {
         self.try_acquire_at(n, self.clock().now())
     }
 
-    /// Whether the limiter is back in its initial state at `now`, so dropping
-    /// it and building a fresh one would change nothing.
-    fn is_idle_at(&self, now: u64) -> bool;
+    /// From when on (clock nanoseconds) the limiter is back in its initial
+    /// state, so dropping it and building a fresh one changes nothing: at or
+    /// before `now` when it is idle already, after `now` while it still
+    /// limits. [`Keyed`](crate::Keyed) evicts by it.
+    fn idle_from(&self, now: u64) -> u64;
 }

@@ -206,15 +206,19 @@ impl<C: Clock> Limiter for SlidingWindow<C> {
         self.acquire_at(n, now)
     }
 
-    fn is_idle_at(&self, now: u64) -> bool {
+    fn idle_from(&self, now: u64) -> u64 {
         let len = self.slots.len() as u64;
         let next = self.next.load(Ordering::Acquire);
-        // The latest admission is the last one to leave the window.
+        // The latest admission is the last one to leave the window; while
+        // its expiry is not stored yet, it is in use now.
         next.checked_sub(1)
             .and_then(|last| self.slot(last, len))
-            .is_none_or(|slot| {
-                slot.stamp.load(Ordering::Acquire) == next
-                    && slot.expires.load(Ordering::Acquire) <= now
+            .map_or(0, |slot| {
+                if slot.stamp.load(Ordering::Acquire) == next {
+                    slot.expires.load(Ordering::Acquire)
+                } else {
+                    now.saturating_add(self.window)
+                }
             })
     }
 }

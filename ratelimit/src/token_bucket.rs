@@ -38,7 +38,6 @@ use crate::limiter::Limiter;
 #[derive(Debug)]
 pub struct TokenBucket<C: Clock = DefaultClock> {
     cell: Gcra,
-    rate: u32,
     clock: C,
 }
 
@@ -76,7 +75,6 @@ impl<C: Clock> TokenBucket<C> {
     pub fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Self {
         Self {
             cell: Gcra::new(rate_per_sec, burst),
-            rate: rate_per_sec,
             clock,
         }
     }
@@ -106,7 +104,7 @@ impl<C: Clock> TokenBucket<C> {
 
     /// Tokens refilled per second, as configured.
     pub fn rate(&self) -> u32 {
-        self.rate
+        self.cell.rate()
     }
 
     /// The bucket size (0 for a bucket built with a zero rate or burst).
@@ -127,8 +125,8 @@ impl<C: Clock> Limiter for TokenBucket<C> {
         self.cell.try_acquire(n, now)
     }
 
-    fn is_idle_at(&self, now: u64) -> bool {
-        self.cell.is_idle(now)
+    fn idle_from(&self, _now: u64) -> u64 {
+        self.cell.idle_from()
     }
 }
 

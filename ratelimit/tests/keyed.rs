@@ -64,10 +64,11 @@ fn idle_keys_are_evicted() {
         keyed.try_acquire(&format!("user-{i}"), 1).unwrap();
     }
     assert_eq!(keyed.len(), 5_000);
-    // Not idle long enough yet.
-    clock.advance(Duration::from_secs(59));
+    // Each bucket is full again 200 ms after its one request (5/s), and
+    // idle 60 s after that.
+    clock.advance(Duration::from_millis(60_199));
     assert_eq!(keyed.evict_idle(), 0);
-    clock.advance(Duration::from_secs(1));
+    clock.advance(Duration::from_millis(1));
     assert_eq!(keyed.evict_idle(), 5_000);
     assert!(keyed.is_empty());
 
@@ -87,7 +88,7 @@ fn idle_keys_are_evicted() {
 fn a_key_still_limited_is_not_evicted_as_idle() {
     let clock = ManualClock::new();
     let c = clock.clone();
-    // 1 per minute: after 60 s unused the bucket is not full yet... 10 tokens take 10 minutes.
+    // 1 per second: 600 tokens take 10 minutes to refill.
     let keyed: Keyed<String, TokenBucket<ManualClock>> =
         Keyed::new(move || TokenBucket::with_clock(1, 600, c.clone()))
             .idle_ttl(Duration::from_secs(60));

@@ -235,8 +235,8 @@ impl Limiter for Local {
         self.inner().try_acquire_at(n, now)
     }
 
-    fn is_idle_at(&self, now: u64) -> bool {
-        self.inner().is_idle_at(now)
+    fn idle_from(&self, now: u64) -> u64 {
+        self.inner().idle_from(now)
     }
 }
 
