@@ -108,6 +108,12 @@ pub enum ConfigError {
     /// The burst, capacity or window limit is 0: nothing would ever pass.
     #[error("the burst/capacity/limit is 0: give at least 1")]
     ZeroCapacity,
+    /// A sliding window limit above 16,777,216: the in-process log keeps
+    /// 16 bytes per unit of limit (256 MiB at this bound).
+    #[error(
+        "the sliding window limit is above 16,777,216: use a token bucket for limits this large"
+    )]
+    LimitTooLarge,
     /// The window is shorter than 1 millisecond (Redis keeps time in
     /// microseconds and expiries in milliseconds).
     #[error("the window is shorter than 1 ms: give a window of at least 1 millisecond")]

@@ -146,6 +146,7 @@ where
     /// # Errors
     ///
     /// The key's limiter's [`Denied`].
+    #[inline]
     pub fn try_acquire<Q>(&self, key: &Q, n: u32) -> Result<(), Denied>
     where
         K: Borrow<Q>,
@@ -160,6 +161,25 @@ where
                 return entry.limiter.try_acquire_at(n, now);
             }
         }
+        self.insert_and_acquire(shard, hash, key, n, now)
+    }
+
+    /// The first request for a key: builds its limiter under the shard's
+    /// write lock, making room first when the shard is full.
+    #[cold]
+    #[inline(never)]
+    fn insert_and_acquire<Q>(
+        &self,
+        shard: &RwLock<Shard<K, L>>,
+        hash: u64,
+        key: &Q,
+        n: u32,
+        now: u64,
+    ) -> Result<(), Denied>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut guard = write(shard);
         if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
             return entry.limiter.try_acquire_at(n, now);

@@ -40,8 +40,9 @@
 //! Features:
 //! - `quanta` (default): [`DefaultClock`] is a TSC clock, about 3× cheaper to
 //!   read than [`std::time::Instant`].
-//! - `redis`: Redis-backed limiters on the redis-rs client (see `redis` module docs).
-//! - `fred`: the same on the fred client.
+//! - `redis`: `RedisLimiter`, the four algorithms as Lua scripts on Redis,
+//!   through the redis-rs client (`RedisRs`).
+//! - `fred`: the same through the fred client (`Fred`).
 //!
 //! Without `redis` or `fred` the crate pulls no Redis client.
 #![forbid(unsafe_code)]
@@ -76,5 +77,5 @@ pub use redis::{
     Algorithm, Backend, BackendError, FailurePolicy, FailureStats, LuaScript, RedisLimiter,
     ScriptCall,
 };
-pub use sliding_window::SlidingWindow;
+pub use sliding_window::{MAX_SLIDING_LIMIT, SlidingWindow};
 pub use token_bucket::TokenBucket;

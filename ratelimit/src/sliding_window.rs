@@ -16,10 +16,11 @@ use crate::limiter::Limiter;
 /// only once that one has left the window. A shared counter, advanced by a
 /// compare-and-swap, hands out admission numbers, so concurrent callers never
 /// take the same slot. Memory: 16 bytes per unit of `limit` (for limits in the
-/// millions, prefer a [`TokenBucket`](crate::TokenBucket)).
+/// millions, prefer a [`TokenBucket`](crate::TokenBucket)), allocated when
+/// the limiter is built.
 ///
-/// A zero limit or a window under 1 ms given to [`SlidingWindow::new`] builds
-/// a limiter that denies everything with
+/// A zero limit, a limit above [`MAX_SLIDING_LIMIT`] or a window under 1 ms
+/// given to [`SlidingWindow::new`] builds a limiter that denies everything with
 /// [`DenyReason::ExceedsCapacity`](crate::DenyReason::ExceedsCapacity);
 /// [`SlidingWindow::try_new`] reports it as an error instead.
 ///
@@ -65,11 +66,13 @@ impl SlidingWindow<DefaultClock> {
         Self::with_clock(limit, window, DefaultClock::default())
     }
 
-    /// Like [`SlidingWindow::new`], rejecting a zero limit or a window under 1 ms.
+    /// Like [`SlidingWindow::new`], rejecting a zero limit, a limit above
+    /// [`MAX_SLIDING_LIMIT`] or a window under 1 ms.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`] or [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::ZeroCapacity`], [`ConfigError::LimitTooLarge`] or
+    /// [`ConfigError::WindowTooShort`].
     pub fn try_new(limit: u32, window: Duration) -> Result<Self, ConfigError> {
         Self::try_with_clock(limit, window, DefaultClock::default())
     }
@@ -78,11 +81,8 @@ impl SlidingWindow<DefaultClock> {
 impl<C: Clock> SlidingWindow<C> {
     /// At most `limit` admissions in any `window`, on the given clock.
     pub fn with_clock(limit: u32, window: Duration, clock: C) -> Self {
-        let limit = if check_window(limit, window).is_ok() {
-            limit
-        } else {
-            0
-        };
+        let usable = check_window(limit, window).is_ok() && limit <= MAX_SLIDING_LIMIT;
+        let limit = if usable { limit } else { 0 };
         Self {
             next: AtomicU64::new(0),
             slots: (0..limit).map(|_| Slot::default()).collect(),
@@ -91,13 +91,18 @@ impl<C: Clock> SlidingWindow<C> {
         }
     }
 
-    /// Like [`SlidingWindow::with_clock`], rejecting a zero limit or a window under 1 ms.
+    /// Like [`SlidingWindow::with_clock`], rejecting a zero limit, a limit
+    /// above [`MAX_SLIDING_LIMIT`] or a window under 1 ms.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`] or [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::ZeroCapacity`], [`ConfigError::LimitTooLarge`] or
+    /// [`ConfigError::WindowTooShort`].
     pub fn try_with_clock(limit: u32, window: Duration, clock: C) -> Result<Self, ConfigError> {
         check_window(limit, window)?;
+        if limit > MAX_SLIDING_LIMIT {
+            return Err(ConfigError::LimitTooLarge);
+        }
         Ok(Self::with_clock(limit, window, clock))
     }
 
@@ -222,6 +227,9 @@ impl<C: Clock> Limiter for SlidingWindow<C> {
             })
     }
 }
+
+/// The largest in-process sliding window limit (256 MiB of slots).
+pub const MAX_SLIDING_LIMIT: u32 = 1 << 24;
 
 /// Rejects a zero limit or a window under 1 ms.
 pub(crate) fn check_window(limit: u32, window: Duration) -> Result<(), ConfigError> {

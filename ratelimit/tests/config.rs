@@ -61,6 +61,7 @@ fn new_with_zeros_denies_everything_without_dividing_by_zero() {
     never(LeakyBucket::new(0, 5).try_acquire(1));
     never(SlidingWindow::new(0, Duration::from_secs(1)).try_acquire(1));
     never(SlidingWindow::new(3, Duration::ZERO).try_acquire(1));
+    never(SlidingWindow::new(u32::MAX, Duration::from_secs(1)).try_acquire(1));
     never(FixedWindow::new(0, Duration::from_secs(1)).try_acquire(1));
     never(FixedWindow::new(3, Duration::ZERO).try_acquire(1));
     assert_eq!(TokenBucket::new(0, 10).burst(), 0);
