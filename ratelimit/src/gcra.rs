@@ -1,0 +1,159 @@
+//! The generic cell rate algorithm on one `AtomicU64`: the arithmetic shared
+//! by [`TokenBucket`](crate::TokenBucket) and [`LeakyBucket`](crate::LeakyBucket).
+//!
+//! The state is the theoretical arrival time (TAT): the instant at which the
+//! bucket would be full again (token view) or empty again (leaky view), in
+//! nanoseconds of the limiter's clock. A request for `n` units moves it to
+//! `max(tat, now) + n·interval`, and is admitted when that lies no further
+//! than `capacity·interval` ahead of now.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::Denied;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Parameters and state of one GCRA cell.
+#[derive(Debug)]
+pub(crate) struct Gcra {
+    tat: AtomicU64,
+    /// Nanoseconds per unit; 0 for a limiter that never grants.
+    interval: u64,
+    capacity: u32,
+    /// The rate as configured (kept here, where it costs no padding).
+    rate: u32,
+}
+
+/// The nanoseconds between two units at `rate_per_sec`, rounded up so the
+/// effective rate never exceeds the configured one (exact when the rate
+/// divides 10⁹).
+pub(crate) fn interval_for(rate_per_sec: u32) -> u64 {
+    NANOS_PER_SEC.div_ceil(u64::from(rate_per_sec.max(1)))
+}
+
+impl Gcra {
+    /// A full bucket. A zero rate or capacity gives a cell that denies every
+    /// non-empty request with [`DenyReason::ExceedsCapacity`](crate::DenyReason).
+    pub(crate) fn new(rate_per_sec: u32, capacity: u32) -> Self {
+        let (interval, capacity) = if rate_per_sec == 0 || capacity == 0 {
+            (0, 0)
+        } else {
+            (interval_for(rate_per_sec), capacity)
+        };
+        Self {
+            tat: AtomicU64::new(0),
+            interval,
+            capacity,
+            rate: rate_per_sec,
+        }
+    }
+
+    pub(crate) fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval
+    }
+
+    /// Admits `n` units at `now` if they fit, without waiting.
+    #[inline]
+    pub(crate) fn try_acquire(&self, n: u32, now: u64) -> Result<(), Denied> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n > self.capacity {
+            return Err(Denied::exceeds_capacity());
+        }
+        // Both products fit in u64: u32::MAX · 10⁹ < 2⁶⁴.
+        let cost = self.interval * u64::from(n);
+        // `capacity · interval`: how far ahead of now the TAT may run.
+        let horizon = self.interval * u64::from(self.capacity);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let next = tat.max(now).saturating_add(cost);
+            let allowed_at = next.saturating_sub(horizon);
+            if allowed_at > now {
+                return Err(Denied::rate_exceeded(Duration::from_nanos(
+                    allowed_at - now,
+                )));
+            }
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Books the next `n` slots whatever the queue length and returns
+    /// `(wait, booked)`: how long until the first booked slot, and the TAT
+    /// written (for [`Gcra::cancel`]). `None` when the cell never grants.
+    pub(crate) fn reserve(&self, n: u32, now: u64) -> Option<(u64, u64)> {
+        if self.interval == 0 {
+            return None;
+        }
+        let cost = self.interval.saturating_mul(u64::from(n));
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let start = tat.max(now);
+            let next = start.saturating_add(cost);
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some((start - now, next)),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Gives back `n` slots booked by [`Gcra::reserve`] that ended at `booked`,
+    /// if nobody booked after them (otherwise they stay used: a gap in the
+    /// output, never an excess).
+    pub(crate) fn cancel(&self, n: u32, booked: u64) {
+        let cost = self.interval.saturating_mul(u64::from(n));
+        let _ = self.tat.compare_exchange(
+            booked,
+            booked.saturating_sub(cost),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// When the cell is back to its initial state (a full bucket): the TAT.
+    pub(crate) fn idle_from(&self) -> u64 {
+        self.tat.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_rounds_up() {
+        assert_eq!(interval_for(1), 1_000_000_000);
+        assert_eq!(interval_for(3), 333_333_334);
+        assert_eq!(interval_for(u32::MAX), 1);
+    }
+
+    #[test]
+    fn cancel_restores_only_the_last_booking() {
+        let cell = Gcra::new(10, 1);
+        let (wait_a, a) = cell.reserve(1, 0).unwrap();
+        let (wait_b, b) = cell.reserve(1, 0).unwrap();
+        assert_eq!((wait_a, wait_b), (0, 100_000_000));
+        cell.cancel(1, a); // b booked after a: a's slot stays used
+        assert_eq!(cell.tat.load(Ordering::Acquire), b);
+        cell.cancel(1, b);
+        assert_eq!(cell.tat.load(Ordering::Acquire), a);
+    }
+}
