@@ -1,24 +1,34 @@
 //! The two roles a caller can take for a key, leader and waiter, each with a
 //! drop guard so that a cancelled caller never strands the others.
+//!
+//! Every caller's future is stored by its executor (often a thousand at a
+//! time for one hot key), so these futures are kept small: the handle to
+//! the call is passed by value into the guard that owns it, never copied
+//! into arguments beside it.
 
 use std::future::{Future, poll_fn};
-use std::hash::Hash;
+use std::pin::pin;
 use std::sync::Arc;
 
 use crate::call::{Call, Seen, Ticket};
-use crate::catch_panic::run_catching;
+use crate::catch_panic::{call_catching, poll_catching};
 use crate::error::Error;
 use crate::shards::{Shards, remove_call};
 
-/// Runs `make` as the leader of `call` and publishes the outcome.
+/// A caller's handle on the execution it leads or waits for.
+pub(crate) struct Flight<'a, K, V, E> {
+    pub(crate) shards: &'a Shards<K, V, E>,
+    pub(crate) hash: u64,
+    pub(crate) call: Arc<Call<V, E>>,
+}
+
+/// Runs `make` as the leader of the flight and publishes the outcome.
 ///
 /// If the future is dropped before the closure finishes, the waiters are
 /// handed the call and one of them takes over. If the closure panics, the
 /// waiters get [`Error::Panicked`] and the panic resumes here.
 pub(crate) async fn lead<K, V, E, F, Fut>(
-    shards: &Shards<K, V, E>,
-    hash: u64,
-    call: Arc<Call<V, E>>,
+    flight: Flight<'_, K, V, E>,
     make: F,
 ) -> Result<V, Error<E>>
 where
@@ -29,12 +39,20 @@ where
     Fut: Future<Output = Result<V, E>>,
 {
     let guard = LeaderGuard {
-        shards,
-        hash,
-        call,
+        flight,
         finished: false,
     };
-    match run_catching(make).await {
+    // Written out here rather than as a helper `async fn`: each nested async
+    // fn would store its own copy of its arguments in every caller's future.
+    let fut = match call_catching(make) {
+        Ok(fut) => fut,
+        Err(payload) => {
+            guard.finish(&Err(Error::Panicked));
+            std::panic::resume_unwind(payload)
+        }
+    };
+    let mut fut = pin!(fut);
+    match poll_fn(|cx| poll_catching(fut.as_mut(), cx)).await {
         Ok(result) => {
             let outcome = result.map_err(Error::Failed);
             guard.finish(&outcome);
@@ -47,47 +65,50 @@ where
     }
 }
 
-/// Waits on `call` as a registered waiter; takes over with `make` if the
-/// leader is dropped.
+/// Waits on the flight as a registered waiter; takes over with `make` if
+/// the leader is dropped.
 pub(crate) async fn wait<K, V, E, F, Fut>(
-    shards: &Shards<K, V, E>,
-    hash: u64,
-    call: Arc<Call<V, E>>,
+    flight: Flight<'_, K, V, E>,
     make: F,
 ) -> Result<V, Error<E>>
 where
-    K: Eq + Hash,
+    K: Eq,
     V: Clone,
     E: Clone,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<V, E>>,
 {
     let mut guard = WaiterGuard {
-        shards,
-        hash,
-        call,
+        flight: Some(flight),
         ticket: None,
-        registered: true,
     };
-    let seen = poll_fn(|cx| guard.call.poll_seen(&mut guard.ticket, cx)).await;
+    let seen = poll_fn(|cx| match &guard.flight {
+        Some(flight) => flight.call.poll_seen(&mut guard.ticket, cx),
+        // Unreachable: the flight is only taken below, after this future.
+        None => std::task::Poll::Ready(Seen::Outcome(Err(Error::Panicked))),
+    })
+    .await;
     // Either way this caller is no longer a registered waiter: `poll_seen`
     // took it off the count when it made it the leader.
-    guard.registered = false;
-    match seen {
-        Seen::Outcome(outcome) => outcome,
-        Seen::Lead => lead(shards, hash, Arc::clone(&guard.call), make).await,
+    let flight = guard.flight.take();
+    match (seen, flight) {
+        (Seen::Lead, Some(flight)) => {
+            // Boxed: taking over is rare, and inlining a second copy of the
+            // closure's future would double the size of every caller's future.
+            Box::pin(lead(flight, make)).await
+        }
+        (Seen::Outcome(outcome), _) => outcome,
+        (Seen::Lead, None) => Err(Error::Panicked),
     }
 }
 
 /// Held by the leader while its closure runs.
 struct LeaderGuard<'a, K, V, E> {
-    shards: &'a Shards<K, V, E>,
-    hash: u64,
-    call: Arc<Call<V, E>>,
+    flight: Flight<'a, K, V, E>,
     finished: bool,
 }
 
-impl<K: Eq, V, E> LeaderGuard<'_, K, V, E> {
+impl<K, V, E> LeaderGuard<'_, K, V, E> {
     /// Frees the key for fresh executions, then hands `outcome` to the waiters.
     fn finish(mut self, outcome: &Result<V, Error<E>>)
     where
@@ -95,8 +116,9 @@ impl<K: Eq, V, E> LeaderGuard<'_, K, V, E> {
         E: Clone,
     {
         self.finished = true;
-        remove_call(&mut self.shards.lock(self.hash), self.hash, &self.call);
-        self.call.finish(outcome);
+        let Flight { shards, hash, call } = &self.flight;
+        remove_call(&mut shards.lock(*hash), *hash, call);
+        call.finish(outcome);
     }
 }
 
@@ -105,30 +127,29 @@ impl<K, V, E> Drop for LeaderGuard<'_, K, V, E> {
         if self.finished {
             return;
         }
-        let mut table = self.shards.lock(self.hash);
-        if self.call.abandon() {
-            remove_call(&mut table, self.hash, &self.call);
+        let Flight { shards, hash, call } = &self.flight;
+        let mut table = shards.lock(*hash);
+        if call.abandon() {
+            remove_call(&mut table, *hash, call);
         }
     }
 }
 
 /// Held by a waiter until it has its outcome or becomes the leader.
 struct WaiterGuard<'a, K, V, E> {
-    shards: &'a Shards<K, V, E>,
-    hash: u64,
-    call: Arc<Call<V, E>>,
+    /// `None` once the waiter is no longer registered.
+    flight: Option<Flight<'a, K, V, E>>,
     ticket: Option<Ticket>,
-    registered: bool,
 }
 
 impl<K, V, E> Drop for WaiterGuard<'_, K, V, E> {
     fn drop(&mut self) {
-        if !self.registered {
+        let Some(Flight { shards, hash, call }) = &self.flight else {
             return;
-        }
-        let mut table = self.shards.lock(self.hash);
-        if self.call.leave(self.ticket) {
-            remove_call(&mut table, self.hash, &self.call);
+        };
+        let mut table = shards.lock(*hash);
+        if call.leave(self.ticket) {
+            remove_call(&mut table, *hash, call);
         }
     }
 }

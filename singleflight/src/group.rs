@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::flight::{lead, wait};
+use crate::flight::{Flight, lead, wait};
 use crate::shards::{Role, Shards};
 
 /// Deduplicates concurrent executions by key.
@@ -162,8 +162,8 @@ where
         let hash = self.inner.hasher.hash_one(&key);
         let shards = &self.inner.shards;
         match shards.join(hash, key) {
-            Role::Leader(call) => lead(shards, hash, call, make).await,
-            Role::Waiter(call) => wait(shards, hash, call, make).await,
+            Role::Leader(call) => lead(Flight { shards, hash, call }, make).await,
+            Role::Waiter(call) => wait(Flight { shards, hash, call }, make).await,
         }
     }
 
