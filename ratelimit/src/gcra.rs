@@ -12,24 +12,23 @@ use std::time::Duration;
 
 use crate::error::Denied;
 
-const NANOS_PER_SEC: u64 = 1_000_000_000;
+const NANOS_PER_SEC: u32 = 1_000_000_000;
 
-/// Parameters and state of one GCRA cell.
+/// Parameters and state of one GCRA cell: 16 bytes, so a keyed map of
+/// token buckets stays small.
 #[derive(Debug)]
 pub(crate) struct Gcra {
     tat: AtomicU64,
-    /// Nanoseconds per unit; 0 for a limiter that never grants.
-    interval: u64,
+    /// Nanoseconds per unit (at most 10⁹); 0 for a limiter that never grants.
+    interval: u32,
     capacity: u32,
-    /// The rate as configured (kept here, where it costs no padding).
-    rate: u32,
 }
 
 /// The nanoseconds between two units at `rate_per_sec`, rounded up so the
 /// effective rate never exceeds the configured one (exact when the rate
 /// divides 10⁹).
-pub(crate) fn interval_for(rate_per_sec: u32) -> u64 {
-    NANOS_PER_SEC.div_ceil(u64::from(rate_per_sec.max(1)))
+pub(crate) fn interval_for(rate_per_sec: u32) -> u32 {
+    NANOS_PER_SEC.div_ceil(rate_per_sec.max(1))
 }
 
 impl Gcra {
@@ -45,12 +44,17 @@ impl Gcra {
             tat: AtomicU64::new(0),
             interval,
             capacity,
-            rate: rate_per_sec,
         }
     }
 
+    /// The rate the cell applies: 10⁹ / interval, rounded to the nearest
+    /// integer (the configured rate unless it is above about 20,000/s and
+    /// does not divide 10⁹); 0 for a cell that never grants.
     pub(crate) fn rate(&self) -> u32 {
-        self.rate
+        if self.interval == 0 {
+            return 0;
+        }
+        (NANOS_PER_SEC + self.interval / 2) / self.interval
     }
 
     pub(crate) fn capacity(&self) -> u32 {
@@ -58,7 +62,7 @@ impl Gcra {
     }
 
     pub(crate) fn interval(&self) -> u64 {
-        self.interval
+        u64::from(self.interval)
     }
 
     /// Admits `n` units at `now` if they fit, without waiting.
@@ -71,9 +75,10 @@ impl Gcra {
             return Err(Denied::exceeds_capacity());
         }
         // Both products fit in u64: u32::MAX · 10⁹ < 2⁶⁴.
-        let cost = self.interval * u64::from(n);
+        let interval = u64::from(self.interval);
+        let cost = interval * u64::from(n);
         // `capacity · interval`: how far ahead of now the TAT may run.
-        let horizon = self.interval * u64::from(self.capacity);
+        let horizon = interval * u64::from(self.capacity);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let next = tat.max(now).saturating_add(cost);
@@ -100,7 +105,7 @@ impl Gcra {
         if self.interval == 0 {
             return None;
         }
-        let cost = self.interval.saturating_mul(u64::from(n));
+        let cost = u64::from(self.interval) * u64::from(n);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let start = tat.max(now);
@@ -119,7 +124,7 @@ impl Gcra {
     /// if nobody booked after them (otherwise they stay used: a gap in the
     /// output, never an excess).
     pub(crate) fn cancel(&self, n: u32, booked: u64) {
-        let cost = self.interval.saturating_mul(u64::from(n));
+        let cost = u64::from(self.interval) * u64::from(n);
         let _ = self.tat.compare_exchange(
             booked,
             booked.saturating_sub(cost),
@@ -143,6 +148,10 @@ mod tests {
         assert_eq!(interval_for(1), 1_000_000_000);
         assert_eq!(interval_for(3), 333_333_334);
         assert_eq!(interval_for(u32::MAX), 1);
+        assert_eq!(Gcra::new(3, 1).rate(), 3);
+        assert_eq!(Gcra::new(20_000, 1).rate(), 20_000);
+        assert_eq!(Gcra::new(0, 1).rate(), 0);
+        assert_eq!(std::mem::size_of::<Gcra>(), 16);
     }
 
     #[test]

@@ -35,7 +35,7 @@ const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(60);
 /// - **Keys are independent**: one key's flood never limits another key.
 /// - **Fast**: 64 shards under read-write locks; a known key takes a shared
 ///   read lock and then the limiter's lock-free path. Each entry holds only
-///   the key and the limiter (32 bytes for a `u64` key and a token bucket).
+///   the key and the limiter (24 bytes for a `u64` key and a token bucket).
 ///
 /// All limiters must read the same clock as the map: the factory's first
 /// limiter lends its clock to the map (the default clocks are process-wide,

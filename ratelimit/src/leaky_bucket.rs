@@ -152,7 +152,8 @@ impl<C: Clock> LeakyBucket<C> {
         booking.done = true;
     }
 
-    /// Units drained per second, as configured.
+    /// Units drained per second, as applied (0 for a bucket built with a
+    /// zero rate or capacity).
     pub fn rate(&self) -> u32 {
         self.cell.rate()
     }

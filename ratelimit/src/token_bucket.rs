@@ -102,7 +102,8 @@ impl<C: Clock> TokenBucket<C> {
         self.cell.try_acquire(n, self.clock.now())
     }
 
-    /// Tokens refilled per second, as configured.
+    /// Tokens refilled per second, as applied (see the rounding above; 0 for
+    /// a bucket built with a zero rate or burst).
     pub fn rate(&self) -> u32 {
         self.cell.rate()
     }

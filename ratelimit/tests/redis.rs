@@ -238,6 +238,52 @@ async fn survives_script_flush<B: Backend>(backend: B) {
     assert_eq!(limiter.stats().errors, 0);
 }
 
+async fn ttl_is_never_zero<B: Backend + Clone>(backend: B) {
+    let name = unique("ttl");
+    let fast = Duration::from_millis(1);
+    for (suffix, algorithm) in [
+        (
+            "tb",
+            Algorithm::TokenBucket {
+                rate_per_sec: u32::MAX,
+                burst: 1,
+            },
+        ),
+        (
+            "lb",
+            Algorithm::LeakyBucket {
+                rate_per_sec: u32::MAX,
+                capacity: 1,
+            },
+        ),
+        (
+            "sw",
+            Algorithm::SlidingWindow {
+                limit: 1,
+                window: fast,
+            },
+        ),
+        (
+            "fw",
+            Algorithm::FixedWindow {
+                limit: 1,
+                window: fast,
+            },
+        ),
+    ] {
+        let limiter = RedisLimiter::new(backend.clone(), name.clone(), algorithm).unwrap();
+        limiter.try_acquire(suffix, 1).await.unwrap();
+        assert_eq!(
+            limiter.stats().errors,
+            0,
+            "{suffix}: no invalid expire time"
+        );
+        // -2: already expired (fine); -1 would be a key that never expires.
+        let ttl = pttl(&format!("{{{name}:{suffix}}}:{suffix}")).await;
+        assert!(ttl != -1 && ttl <= 2, "{suffix}: pttl {ttl}");
+    }
+}
+
 macro_rules! both_clients {
     ($($test:ident),* $(,)?) => {
         mod on_redis_rs {
@@ -267,6 +313,7 @@ both_clients!(
     sliding_window_is_exact,
     fixed_window_counts,
     survives_script_flush,
+    ttl_is_never_zero,
 );
 
 /// Two app instances (two connections), four tasks each, one shared limiter.

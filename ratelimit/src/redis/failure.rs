@@ -31,7 +31,9 @@ pub enum FailurePolicy {
     /// Enforce the same algorithm in this process, with every limit divided
     /// by `instances` (go-zero's token limiter does this with the whole
     /// limit, so N instances admit N× during an outage). The default, with
-    /// `instances: 1`.
+    /// `instances: 1`. A sliding window share above
+    /// [`MAX_SLIDING_LIMIT`](crate::MAX_SLIDING_LIMIT) cannot be held in
+    /// process and denies everything.
     Fallback {
         /// How many app instances share the limit.
         instances: u32,

@@ -133,6 +133,28 @@ mod tests {
     }
 
     #[test]
+    fn every_script_reads_redis_time_once_and_no_client_time() {
+        for script in [
+            LuaScript::TokenBucket,
+            LuaScript::LeakyBucket,
+            LuaScript::SlidingWindow,
+            LuaScript::FixedWindow,
+        ] {
+            let source = script.source();
+            assert_eq!(
+                source.matches("redis.call('TIME')").count(),
+                1,
+                "{script:?}"
+            );
+            assert!(
+                !source.contains("SETEX"),
+                "{script:?}: expiry in ms, never 0"
+            );
+            assert!(source.contains(") + 1"), "{script:?}: TTL padded by 1 ms");
+        }
+    }
+
+    #[test]
     fn malformed_replies_are_rejected() {
         assert_eq!(parse(&[1, 0]), Some(Outcome::Admitted(Duration::ZERO)));
         assert_eq!(
