@@ -132,6 +132,9 @@ where
     /// freed. Callers whose closures are not safe to run again after a
     /// partial run should not cancel the leader.
     ///
+    /// A closure must not call `run` for its own key on the same group: it
+    /// would wait for itself forever (as with Go's `singleflight`).
+    ///
     /// # Examples
     ///
     /// Concurrent loads of one hot key run once:
