@@ -22,6 +22,17 @@ pub(crate) struct Flight<'a, K, V, E> {
     pub(crate) call: Arc<Call<V, E>>,
 }
 
+// Not derived: a derive would require `K`, `V` and `E` to be `Clone`.
+impl<K, V, E> Clone for Flight<'_, K, V, E> {
+    fn clone(&self) -> Self {
+        Flight {
+            shards: self.shards,
+            hash: self.hash,
+            call: Arc::clone(&self.call),
+        }
+    }
+}
+
 /// Runs `make` as the leader of the flight and publishes the outcome.
 ///
 /// If the future is dropped before the closure finishes, the waiters are
@@ -79,26 +90,19 @@ where
     Fut: Future<Output = Result<V, E>>,
 {
     let mut guard = WaiterGuard {
-        flight: Some(flight),
+        flight,
         ticket: None,
+        registered: true,
     };
-    let seen = poll_fn(|cx| match &guard.flight {
-        Some(flight) => flight.call.poll_seen(&mut guard.ticket, cx),
-        // Unreachable: the flight is only taken below, after this future.
-        None => std::task::Poll::Ready(Seen::Outcome(Err(Error::Panicked))),
-    })
-    .await;
+    let seen = poll_fn(|cx| guard.flight.call.poll_seen(&mut guard.ticket, cx)).await;
     // Either way this caller is no longer a registered waiter: `poll_seen`
     // took it off the count when it made it the leader.
-    let flight = guard.flight.take();
-    match (seen, flight) {
-        (Seen::Lead, Some(flight)) => {
-            // Boxed: taking over is rare, and inlining a second copy of the
-            // closure's future would double the size of every caller's future.
-            Box::pin(lead(flight, make)).await
-        }
-        (Seen::Outcome(outcome), _) => outcome,
-        (Seen::Lead, None) => Err(Error::Panicked),
+    guard.registered = false;
+    match seen {
+        Seen::Outcome(outcome) => outcome,
+        // Boxed: taking over is rare, and inlining a second copy of the
+        // closure's future would double the size of every caller's future.
+        Seen::Lead => Box::pin(lead(guard.flight.clone(), make)).await,
     }
 }
 
@@ -137,16 +141,18 @@ impl<K, V, E> Drop for LeaderGuard<'_, K, V, E> {
 
 /// Held by a waiter until it has its outcome or becomes the leader.
 struct WaiterGuard<'a, K, V, E> {
-    /// `None` once the waiter is no longer registered.
-    flight: Option<Flight<'a, K, V, E>>,
+    flight: Flight<'a, K, V, E>,
     ticket: Option<Ticket>,
+    /// Whether the waiter still counts among the call's waiters.
+    registered: bool,
 }
 
 impl<K, V, E> Drop for WaiterGuard<'_, K, V, E> {
     fn drop(&mut self) {
-        let Some(Flight { shards, hash, call }) = &self.flight else {
+        if !self.registered {
             return;
-        };
+        }
+        let Flight { shards, hash, call } = &self.flight;
         let mut table = shards.lock(*hash);
         if call.leave(self.ticket) {
             remove_call(&mut table, *hash, call);
