@@ -1,42 +1,170 @@
-//! Run with `cargo run --example flash_sale`.
+//! The flash-sale example app: an HTTP service that sells a fixed stock to a
+//! crowd, on Redis, MySQL and Kafka, with every `seckill` crate in its place.
 //!
-//! The flash-sale application (HTTP on Redis, MySQL and Kafka) is coming with
-//! the app issue. Until then this shows the first building block at work:
-//! a thousand concurrent readers of one expired hot key cause one load.
+//! Run with
+//!
+//! ```sh
+//! cargo run --release --example flash_sale                    # demo: service + consumer + load run + report
+//! cargo run --release --example flash_sale -- serve           # HTTP + consumer + reconciler
+//! cargo run --release --example flash_sale -- consume         # one more consumer (scale out)
+//! cargo run --release --example flash_sale -- load --target http://127.0.0.1:8080
+//! cargo run --release --example flash_sale -- --help          # every flag and environment variable
+//! ```
+//!
+//! It needs Redis and MySQL/MariaDB (`bash scripts/services.sh` starts the
+//! local ones) and uses librdkafka's in-process mock cluster unless
+//! `--kafka-brokers`/`KAFKA_BROKERS` names real brokers.
+//!
+//! The request flow (see the README for the picture):
+//! `http` validates → `sale` limits, checks the local sold-out flag and
+//! deducts in Redis (`seckill-stock-lua`) → `orders::producer` batches the
+//! granted order to Kafka (`seckill-batcher`) → `orders::consumer` writes it
+//! to MySQL → `reconcile` republishes any deduction that never became an order.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+// A binary: `pub` marks what a module offers the rest of the app, not a public API.
+#![allow(unreachable_pub)]
 
-use seckill::singleflight::Group;
+mod config;
+mod http;
+mod load;
+mod logging;
+mod metrics;
+mod orders;
+mod reconcile;
+mod sale;
+mod service;
+mod state;
+#[cfg(test)]
+mod tests;
 
-#[tokio::main]
-async fn main() {
-    let group: Group<u64, String, String> = Group::new();
-    let loads = Arc::new(AtomicUsize::new(0));
-    let readers: Vec<_> = (0..1_000)
-        .map(|_| {
-            let (group, loads) = (group.clone(), Arc::clone(&loads));
-            tokio::spawn(async move {
-                group
-                    .run(1, || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok::<_, String>("sku 1: 100 in stock".to_string())
-                    })
-                    .await
-            })
-        })
-        .collect();
-    let mut served = 0;
-    for reader in readers {
-        if matches!(reader.await, Ok(Ok(_))) {
-            served += 1;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Cli, Command, LoadSettings, SaleSettings, Services};
+use crate::service::{Backends, Running};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log = logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.command {
+        None => demo(&cli.services, &cli.sale, &LoadSettings::defaults()?).await,
+        Some(Command::Demo(load)) => demo(&cli.services, &cli.sale, &load).await,
+        Some(Command::Serve) => serve(&cli.services, &cli.sale).await,
+        Some(Command::Consume) => consume(&cli.services).await,
+        Some(Command::Load { target, load }) => {
+            let token = cli.services.admin_token.clone().unwrap_or_default();
+            let report = load::run(&target, &load, &cli.services, &token).await?;
+            Ok(finish(&report))
+        }
+    }
+}
+
+/// Service, consumer and load run in one process.
+async fn demo(
+    services: &Services,
+    sale: &SaleSettings,
+    load: &LoadSettings,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut services = services.clone();
+    // The demo sets the SKU up through the admin route: make sure it has a token.
+    let token = services
+        .admin_token
+        .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string())
+        .clone();
+    let mut sale = sale.clone();
+    // The load's virtual users come from one address; let them say which IP they are.
+    sale.trust_forwarded_for = true;
+    let backends = Backends::connect(&services).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let running = Running::start(&backends, &sale, listener)?;
+    let target = format!("http://{}", running.addr);
     println!(
-        "1000 concurrent readers of an expired hot key: {served} served, {} database load(s).",
-        loads.load(Ordering::SeqCst)
+        "flash_sale demo: service on {target}, Kafka {}",
+        describe_kafka(&backends)
     );
-    println!("The full flash-sale app (HTTP + Redis + MySQL + Kafka) is coming; see README.md.");
+    let report = service::until_signal(load::run(&target, load, &services, &token)).await;
+    running.shutdown().await;
+    match report {
+        Some(report) => Ok(finish(&report?)),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// HTTP, consumer and reconciler until SIGINT/SIGTERM.
+async fn serve(
+    services: &Services,
+    sale: &SaleSettings,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let backends = Backends::connect(services).await?;
+    let listener = TcpListener::bind(services.listen).await?;
+    let running = Running::start(&backends, sale, listener)?;
+    tracing::info!(
+        addr = %running.addr,
+        kafka = %describe_kafka(&backends),
+        admin = services.admin_token.is_some(),
+        "serving"
+    );
+    println!("flash_sale: serving on http://{}", running.addr);
+    service::signal().await;
+    running.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The consumer alone until SIGINT/SIGTERM.
+async fn consume(services: &Services) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let backends = Backends::connect(services).await?;
+    let stop = CancellationToken::new();
+    let consumer = backends.spawn_consumer(stop.clone());
+    println!(
+        "flash_sale: consuming {} ({})",
+        services.topic,
+        describe_kafka(&backends)
+    );
+    service::signal().await;
+    stop.cancel();
+    let _ = consumer.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_kafka(backends: &Backends) -> String {
+    if backends.kafka.is_mock() {
+        format!("in-process mock cluster at {}", backends.kafka.brokers())
+    } else {
+        backends.kafka.brokers().to_owned()
+    }
+}
+
+/// Prints the report; non-zero exit when an invariant is broken.
+fn finish(report: &load::Report) -> ExitCode {
+    report.print();
+    if report.invariants_hold() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

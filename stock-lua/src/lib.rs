@@ -106,7 +106,7 @@ pub use connection::{Call, ClientError, ScriptBy};
 pub use deduction::{Deduction, MAX_ID_LEN, MAX_ITEMS, MAX_QUANTITY, MAX_STOCK};
 pub use error::{Error, InvalidInput};
 pub use log::{LogEntry, LogKind};
-pub use outcome::{Decision, Outcome, Refund};
+pub use outcome::{Decision, Outcome, Refund, RequestRecord};
 #[doc(hidden)]
 pub use reply::Reply;
 pub use scripts::ScriptMode;

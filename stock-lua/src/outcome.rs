@@ -70,3 +70,20 @@ pub enum Refund {
     /// id return [`Outcome::Cancelled`].
     NotFound,
 }
+
+/// What Redis holds about one request id: see
+/// [`StockStore::request`](crate::StockStore::request).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RequestRecord {
+    /// The first decision for this id ([`Outcome::Cancelled`] for the
+    /// tombstone a refund of an unknown id leaves).
+    pub outcome: Outcome,
+    /// The buyer (empty for a tombstone).
+    pub user_id: String,
+    /// The `(sku, quantity)` pairs taken, empty unless the outcome is
+    /// [`Outcome::Deducted`].
+    pub items: Vec<(String, u64)>,
+    /// Whether the deduction was refunded.
+    pub refunded: bool,
+}

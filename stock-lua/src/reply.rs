@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::log::{LogEntry, LogKind};
-use crate::outcome::{Decision, Outcome, Refund};
+use crate::outcome::{Decision, Outcome, Refund, RequestRecord};
 
 /// A Redis reply, reduced to what this crate reads. Each client adapter
 /// converts its own reply type into this one, so parsing is shared.
@@ -81,9 +81,13 @@ pub(crate) fn decision(reply: Reply) -> Result<Decision, Error> {
         ));
     };
     let replayed = replayed.into_int()? != 0;
-    let sku = sku.into_string()?;
-    let number = number.into_int()?;
-    let outcome = match code.into_int()? {
+    let outcome = outcome(code.into_int()?, sku.into_string()?, number.into_int()?)?;
+    Ok(Decision { outcome, replayed })
+}
+
+/// Maps a stored or answered outcome code (see `deduct.lua`) to an [`Outcome`].
+fn outcome(code: i64, sku: String, number: i64) -> Result<Outcome, Error> {
+    Ok(match code {
         0 => Outcome::Deducted,
         1 => Outcome::Insufficient {
             sku,
@@ -101,8 +105,43 @@ pub(crate) fn decision(reply: Reply) -> Result<Decision, Error> {
                 "unknown deduct code {other}"
             )));
         }
-    };
-    Ok(Decision { outcome, replayed })
+    })
+}
+
+/// Parses a request record (`HGETALL`); `None` when there is none.
+pub(crate) fn record(reply: Reply) -> Result<Option<RequestRecord>, Error> {
+    let flat = reply.into_array()?;
+    if flat.is_empty() {
+        return Ok(None);
+    }
+    let (mut code, mut sku, mut number) = (None, String::new(), 0);
+    let mut user_id = String::new();
+    let mut items = Vec::new();
+    let mut refunded = false;
+    let mut pairs = flat.into_iter();
+    while let (Some(field), Some(value)) = (pairs.next(), pairs.next()) {
+        let field = field.into_string()?;
+        match field.as_str() {
+            "o" => code = Some(value.into_int()?),
+            "s" => sku = value.into_string()?,
+            "n" => number = value.into_int()?,
+            "u" => user_id = value.into_string()?,
+            "st" => refunded = value.into_string()? == "r",
+            other => {
+                if let Some(item) = other.strip_prefix("q:") {
+                    items.push((item.to_owned(), non_negative(value.into_int()?)?));
+                }
+            }
+        }
+    }
+    let code =
+        code.ok_or_else(|| Error::UnexpectedReply("a request record has no outcome field".into()))?;
+    Ok(Some(RequestRecord {
+        outcome: outcome(code, sku, number)?,
+        user_id,
+        items,
+        refunded,
+    }))
 }
 
 /// What the refund script answered.

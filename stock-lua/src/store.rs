@@ -10,7 +10,7 @@ use crate::deduction::{Deduction, MAX_STOCK, check_amount, check_id};
 use crate::error::{Error, InvalidInput};
 use crate::keys::Keys;
 use crate::log::LogEntry;
-use crate::outcome::{Decision, Refund};
+use crate::outcome::{Decision, Refund, RequestRecord};
 use crate::reply::{self, RefundReply, Reply};
 use crate::scripts::{SCRIPTS, Script, ScriptMode};
 
@@ -348,6 +348,24 @@ impl<C: Connection> StockStore<C> {
         Err(Error::UnexpectedReply(format!(
             "the record of request {request_id:?} changed during each of {REFUND_ATTEMPTS} refund attempts"
         )))
+    }
+
+    /// What Redis holds about `request_id`: its first outcome, the items it
+    /// took and whether they were refunded; `None` when the id was never
+    /// decided or its record expired after the dedup TTL.
+    ///
+    /// # Errors
+    ///
+    /// Bad request id; [`Error::Redis`]; [`Error::UnexpectedReply`] for a key
+    /// that is not a request record.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, Error> {
+        check_id("request id", request_id)?;
+        let record = self.settings.keys.request(request_id);
+        reply::record(self.keyed("HGETALL", &record, &[]).await?)
     }
 
     /// Reads the deduction log of `sku`, oldest first: up to `count` entries

@@ -282,8 +282,16 @@ pub async fn refund_exactly_once<C: Client>() {
     store.set_stock("a", 5).await.unwrap();
     store.set_stock("b", 2).await.unwrap();
     let buy = order("r1", "alice", &[("a", 3), ("b", 2)], Some(5));
+    assert_eq!(store.request("r1").await.unwrap(), None);
     assert!(store.deduct(&buy).await.unwrap().outcome.is_deducted());
     assert!(store.is_sold_out("b").await.unwrap());
+    let record = store.request("r1").await.unwrap().unwrap();
+    assert_eq!(record.outcome, Outcome::Deducted);
+    assert_eq!(record.user_id, "alice");
+    let mut taken = record.items.clone();
+    taken.sort();
+    assert_eq!(taken, vec![("a".to_owned(), 3), ("b".to_owned(), 2)]);
+    assert!(!record.refunded);
 
     let refunds = join_all((0..100).map(|i| {
         let store = stores[i % stores.len()].clone();
@@ -314,6 +322,7 @@ pub async fn refund_exactly_once<C: Client>() {
     assert!(!store.is_sold_out("b").await.unwrap());
     assert_eq!(store.bought("a", "alice").await.unwrap(), 0);
     assert_eq!(store.refund("r1").await.unwrap(), Refund::AlreadyRefunded);
+    assert!(store.request("r1").await.unwrap().unwrap().refunded);
     let log = store.deduction_log("a", None, 10).await.unwrap();
     assert_eq!(
         log.iter().map(|e| (e.kind, e.quantity)).collect::<Vec<_>>(),
@@ -332,6 +341,18 @@ pub async fn refund_exactly_once<C: Client>() {
         .await
         .unwrap();
     assert_eq!(late.outcome, Outcome::Cancelled);
+    let tombstone = store.request("ghost").await.unwrap().unwrap();
+    assert_eq!(tombstone.outcome, Outcome::Cancelled);
+    assert!(tombstone.items.is_empty());
+    // A refused request keeps its answer.
+    let refused = store
+        .deduct(&order("r2", "carol", &[("a", 9)], None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request("r2").await.unwrap().unwrap().outcome,
+        refused.outcome
+    );
     assert_eq!(store.stock("a").await.unwrap(), 5);
     assert_eq!(store.deduction_log_len("a").await.unwrap(), 2);
     cleanup(&ns).await;

@@ -1,0 +1,202 @@
+//! Command line and environment: which services to use and how the sale behaves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, FromArgMatches, Parser, Subcommand};
+
+/// The flash-sale example app.
+#[derive(Debug, Parser)]
+#[command(name = "flash_sale", version, about)]
+pub struct Cli {
+    /// What to run; `demo` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Where the services are.
+    #[command(flatten)]
+    pub services: Services,
+    /// How the sale turns requests away.
+    #[command(flatten)]
+    pub sale: SaleSettings,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the service and the consumer in process, run a load against it and print the report.
+    Demo(LoadSettings),
+    /// HTTP service, order consumer and reconciler.
+    Serve,
+    /// The order consumer alone (start several to scale out).
+    Consume,
+    /// The load generator alone, against any running instance.
+    Load {
+        /// Base URL of the instance, e.g. `http://127.0.0.1:8080`.
+        #[arg(long)]
+        target: String,
+        /// The load to run.
+        #[command(flatten)]
+        load: LoadSettings,
+    },
+}
+
+/// Addresses of Redis, MySQL and Kafka, the HTTP listener and the admin token.
+#[derive(Debug, Clone, Args)]
+pub struct Services {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// MySQL/MariaDB URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "mysql://root@127.0.0.1:3306/test"
+    )]
+    pub database_url: String,
+    /// Kafka bootstrap servers (`host:port,…`). Empty or absent: librdkafka's
+    /// in-process mock cluster.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// HTTP listen address (`demo` uses an ephemeral port when this is left at its default).
+    #[arg(long, env = "SECKILL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token of the admin routes; the admin routes are off without one.
+    #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Kafka topic of the orders.
+    #[arg(long, env = "SECKILL_TOPIC", default_value = "seckill.orders")]
+    pub topic: String,
+    /// Partitions of the topic when the app creates it.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Kafka consumer group of the order consumers.
+    #[arg(long, default_value = "seckill-orders")]
+    pub group: String,
+    /// Redis namespace of the stock keys (the Redis Cluster hash tag).
+    #[arg(long, env = "SECKILL_NAMESPACE", default_value = "flash-sale")]
+    pub namespace: String,
+}
+
+impl Services {
+    /// The Kafka brokers given, or `None` for the embedded mock cluster.
+    pub fn brokers(&self) -> Option<&str> {
+        self.kafka_brokers
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+    }
+}
+
+/// Limits and timings of the sale.
+#[derive(Debug, Clone, Args)]
+pub struct SaleSettings {
+    /// Units of one SKU a user may own.
+    #[arg(long, default_value_t = 1)]
+    pub per_user_limit: u64,
+    /// Largest quantity of one request.
+    #[arg(long, default_value_t = 10)]
+    pub max_quantity: u32,
+    /// Requests per second per client IP (token bucket rate).
+    #[arg(long, default_value_t = 50)]
+    pub ip_rate: u32,
+    /// Burst per client IP.
+    #[arg(long, default_value_t = 100)]
+    pub ip_burst: u32,
+    /// Requests per second per user.
+    #[arg(long, default_value_t = 1)]
+    pub user_rate: u32,
+    /// Burst per user.
+    #[arg(long, default_value_t = 3)]
+    pub user_burst: u32,
+    /// Requests per second reaching Redis from this instance (leaky bucket rate).
+    #[arg(long, default_value_t = 20_000)]
+    pub global_rate: u32,
+    /// Requests the leaky bucket holds before it turns requests away.
+    #[arg(long, default_value_t = 2_000)]
+    pub global_capacity: u32,
+    /// Take the client IP from the first `X-Forwarded-For` address (only
+    /// behind a proxy that sets it; `demo` turns it on for its synthetic clients).
+    #[arg(long, env = "SECKILL_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// How long a local sold-out flag answers before one request rechecks Redis (ms).
+    #[arg(long, default_value_t = 500)]
+    pub sold_out_recheck_ms: u64,
+    /// Orders per Kafka batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Longest wait of an order before its batch goes to Kafka (ms).
+    #[arg(long, default_value_t = 5)]
+    pub batch_delay_ms: u64,
+    /// Age of a deduction with no order before the reconciler republishes it (ms).
+    #[arg(long, default_value_t = 10_000)]
+    pub reconcile_grace_ms: u64,
+    /// Time between reconciler passes (ms).
+    #[arg(long, default_value_t = 2_000)]
+    pub reconcile_every_ms: u64,
+}
+
+impl SaleSettings {
+    /// How long a local sold-out flag answers.
+    pub fn sold_out_recheck(&self) -> Duration {
+        Duration::from_millis(self.sold_out_recheck_ms)
+    }
+
+    /// The defaults (tests and `demo` start from them).
+    ///
+    /// # Errors
+    ///
+    /// A malformed environment variable of these settings.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults()
+    }
+}
+
+/// The shape of a load run.
+#[derive(Debug, Clone, Args)]
+pub struct LoadSettings {
+    /// Requests to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Distinct users sending them.
+    #[arg(long, default_value_t = 5_000)]
+    pub users: u64,
+    /// Units of stock on sale.
+    #[arg(long, default_value_t = 1_000)]
+    pub stock: u64,
+    /// Requests in flight at once (virtual users).
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Share of requests that resend an earlier request id (0.0–1.0).
+    #[arg(long, default_value_t = 0.1)]
+    pub retry_ratio: f64,
+    /// The SKU put on sale.
+    #[arg(long, default_value_t = 1)]
+    pub sku_id: u64,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "flash_sale_report.html")]
+    pub report: PathBuf,
+    /// Longest wait for the consumer to drain after the load (s).
+    #[arg(long, default_value_t = 120)]
+    pub drain_timeout_s: u64,
+    /// No progress bar (logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl LoadSettings {
+    /// The defaults.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice: no load setting reads the environment.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        defaults()
+    }
+}
+
+/// Parses an empty command line into `T`: its clap defaults, the one source of truth.
+fn defaults<T: Args + FromArgMatches>() -> Result<T, clap::Error> {
+    let command = T::augment_args(clap::Command::new("flash_sale"));
+    T::from_arg_matches(&command.try_get_matches_from(["flash_sale"])?)
+}

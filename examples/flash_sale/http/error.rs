@@ -1,0 +1,61 @@
+//! Errors of the HTTP layer: each maps to a status and a JSON `{"error": …}`
+//! that says what to do, without leaking internals.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed: 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than the limit: 413.
+    #[error("request body too large (limit {0} bytes)")]
+    TooLarge(usize),
+    /// No such resource: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// Missing or wrong bearer token: 401.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// A backing service failed; the client may retry: 503.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AppError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        match self {
+            AppError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

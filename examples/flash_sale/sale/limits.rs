@@ -1,0 +1,58 @@
+//! Turning the crowd away cheaply: per-IP and per-user token buckets, and one
+//! leaky bucket in front of Redis for the whole instance.
+
+use std::net::IpAddr;
+
+use seckill::ratelimit::{ConfigError, Denied, Keyed, LeakyBucket, TokenBucket};
+
+use crate::config::SaleSettings;
+
+/// Most clients (IPs or users) tracked per limiter; idle ones are evicted.
+const MAX_KEYS: usize = 1_000_000;
+
+/// The instance's rate limits.
+pub struct Limits {
+    per_ip: Keyed<IpAddr, TokenBucket>,
+    per_user: Keyed<u64, TokenBucket>,
+    global: LeakyBucket,
+}
+
+impl Limits {
+    /// Builds the limiters.
+    ///
+    /// # Errors
+    ///
+    /// A zero rate, burst or capacity.
+    pub fn new(settings: &SaleSettings) -> Result<Self, ConfigError> {
+        let (ip_rate, ip_burst) = (settings.ip_rate, settings.ip_burst);
+        let (user_rate, user_burst) = (settings.user_rate, settings.user_burst);
+        // Validate once, so the factories below cannot fail.
+        TokenBucket::try_new(ip_rate, ip_burst)?;
+        TokenBucket::try_new(user_rate, user_burst)?;
+        Ok(Self {
+            per_ip: Keyed::new(move || TokenBucket::new(ip_rate, ip_burst)).max_keys(MAX_KEYS),
+            per_user: Keyed::new(move || TokenBucket::new(user_rate, user_burst))
+                .max_keys(MAX_KEYS),
+            global: LeakyBucket::try_new(settings.global_rate, settings.global_capacity)?,
+        })
+    }
+
+    /// Takes one request of `user` from `ip` through the per-client limits.
+    ///
+    /// # Errors
+    ///
+    /// The first limit that refused, with when to retry.
+    pub fn check_client(&self, ip: IpAddr, user: u64) -> Result<(), Denied> {
+        self.per_ip.try_acquire(&ip, 1)?;
+        self.per_user.try_acquire(&user, 1)
+    }
+
+    /// Takes one request through the instance-wide bucket in front of Redis.
+    ///
+    /// # Errors
+    ///
+    /// The bucket is full.
+    pub fn check_global(&self) -> Result<(), Denied> {
+        self.global.try_acquire(1)
+    }
+}

@@ -1,0 +1,1 @@
+//! Tests of the app against the real Redis, MySQL and Kafka.
