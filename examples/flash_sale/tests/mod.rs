@@ -1,1 +1,6 @@
 //! Tests of the app against the real Redis, MySQL and Kafka.
+//!
+//! Each test builds its own [`support::TestEnv`]; tests that touch Kafka run
+//! once on the in-process mock cluster and once on the real broker.
+
+mod support;

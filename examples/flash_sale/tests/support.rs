@@ -1,0 +1,182 @@
+//! A private environment per test: its own MySQL database, Redis namespace,
+//! Kafka topic and consumer group, on the real services (Kafka: the broker
+//! at `KAFKA_BROKERS`, default 127.0.0.1:9092, or the in-process mock cluster).
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::mysql::MySqlConnection;
+use tokio::net::TcpListener;
+
+use crate::config::{SaleSettings, Services};
+use crate::service::{Backends, Running};
+
+/// Which Kafka a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    /// librdkafka's in-process mock cluster.
+    Mock,
+    /// The Kafka-protocol broker at `KAFKA_BROKERS` (tansu in CI).
+    Real,
+}
+
+/// The admin token of test instances.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The real broker's address; fails the test with a hint when it is down.
+pub fn real_brokers() -> String {
+    let brokers = std::env::var("KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
+    let first = brokers
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if std::net::TcpStream::connect_timeout(
+        &first
+            .parse()
+            .unwrap_or_else(|e| panic!("KAFKA_BROKERS {first:?}: {e}")),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        panic!(
+            "no Kafka broker at {first}: start one with `bash scripts/kafka.sh` \
+             (installs and starts tansu), or set KAFKA_BROKERS"
+        );
+    }
+    brokers
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// One test's services and settings.
+pub struct TestEnv {
+    /// Addresses, namespace, topic and group of this test.
+    pub services: Services,
+    /// Sale settings (the defaults, with generous rate limits).
+    pub sale: SaleSettings,
+    /// Connected backends.
+    pub backends: Backends,
+    database: String,
+}
+
+impl TestEnv {
+    /// A fresh environment on `broker`.
+    pub async fn new(broker: Broker) -> Self {
+        Self::with_sale(broker, |_| {}).await
+    }
+
+    /// A fresh environment on `broker`, with sale settings adjusted by `adjust`.
+    pub async fn with_sale(broker: Broker, adjust: impl FnOnce(&mut SaleSettings)) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        let database = format!("flash_sale_test_{id}");
+        let admin_url = database_url();
+        let mut conn = MySqlConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MySQL at {admin_url}: {e}; start it with `bash scripts/services.sh`")
+            });
+        sqlx::query(&format!("CREATE DATABASE `{database}`"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let services = Services {
+            redis_url: redis_url(),
+            database_url: with_database(&admin_url, &database),
+            kafka_brokers: match broker {
+                Broker::Mock => None,
+                Broker::Real => Some(real_brokers()),
+            },
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            topic: format!("orders-{id}"),
+            partitions: 3,
+            group: format!("group-{id}"),
+            namespace: format!("test-{id}"),
+        };
+        let mut sale = SaleSettings::defaults().unwrap();
+        sale.ip_rate = 1_000_000;
+        sale.ip_burst = 1_000_000;
+        sale.user_rate = 1_000;
+        sale.user_burst = 1_000;
+        sale.reconcile_grace_ms = 2_000;
+        sale.reconcile_every_ms = 500;
+        adjust(&mut sale);
+        let backends = Backends::connect(&services)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            services,
+            sale,
+            backends,
+            database,
+        }
+    }
+
+    /// Starts HTTP, consumer and reconciler on an ephemeral port.
+    pub async fn start(&self) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Running::start(&self.backends, &self.sale, listener).unwrap()
+    }
+
+    /// Drops the test's database and Redis keys.
+    pub async fn cleanup(self) {
+        let url = database_url();
+        if let Ok(mut conn) = MySqlConnection::connect(&url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.database))
+                .execute(&mut conn)
+                .await;
+        }
+        let mut redis = self.backends.redis.clone();
+        let pattern = format!("seckill:{{{}}}:*", self.services.namespace);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+        }
+    }
+}
+
+#[test]
+fn database_urls() {
+    assert_eq!(
+        with_database("mysql://root@127.0.0.1:3306/test", "x"),
+        "mysql://root@127.0.0.1:3306/x"
+    );
+    assert_eq!(
+        with_database("mysql://u:p@h/test?ssl-mode=disabled", "x"),
+        "mysql://u:p@h/x?ssl-mode=disabled"
+    );
+    assert_eq!(with_database("mysql://h:1", "x"), "mysql://h:1/x");
+}
