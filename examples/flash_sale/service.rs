@@ -159,6 +159,7 @@ impl Backends {
             sold_out: SoldOutFlags::new(sale.sold_out_recheck()),
             stock: self.stock.clone(),
             cache: Cache::new(self.redis.clone(), options),
+            cache_prefix: format!("flash-sale:{{{}}}:sku:", self.services.namespace),
             db: self.db.clone(),
             orders,
             metrics: Arc::clone(&self.metrics),

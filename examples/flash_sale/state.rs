@@ -29,6 +29,8 @@ pub struct Shared {
     pub stock: StockStore<ConnectionManager>,
     /// Product data cached in Redis.
     pub cache: Cache<ConnectionManager>,
+    /// Prefix of the SKU cache keys (carries the namespace).
+    pub cache_prefix: String,
     /// MySQL.
     pub db: MySqlPool,
     /// Granted orders on their way to Kafka.

@@ -17,8 +17,8 @@ use crate::orders::db::{self, Sku};
 use crate::state::AppState;
 
 /// The cache key of a SKU.
-pub fn cache_key(sku_id: u64) -> String {
-    format!("flash-sale:sku:{sku_id}")
+pub fn cache_key(state: &AppState, sku_id: u64) -> String {
+    format!("{}{sku_id}", state.cache_prefix)
 }
 
 /// Name and price from the cache (loaded from MySQL on a miss, one load per
@@ -30,7 +30,7 @@ pub async fn get_sku(
     let db = state.db.clone();
     let sku: Option<Sku> = state
         .cache
-        .get_or_load(&cache_key(sku_id), || async move {
+        .get_or_load(&cache_key(&state, sku_id), || async move {
             db::load_sku(&db, sku_id).await.map_err(Arc::new)
         })
         .await
@@ -99,7 +99,7 @@ pub async fn put_sku(
     })?;
     state
         .cache
-        .invalidate(&cache_key(sku_id))
+        .invalidate(&cache_key(&state, sku_id))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, sku_id, "cache invalidation failed");

@@ -156,14 +156,16 @@ impl TestEnv {
                 .await;
         }
         let mut redis = self.backends.redis.clone();
-        let pattern = format!("seckill:{{{}}}:*", self.services.namespace);
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut redis)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+        for pattern in ["seckill:{%}:*", "flash-sale:{%}:*"] {
+            let pattern = pattern.replace('%', &self.services.namespace);
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut redis)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+            }
         }
     }
 }

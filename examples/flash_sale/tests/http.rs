@@ -1,0 +1,651 @@
+//! The HTTP API over real HTTP, on the real Redis, MySQL and Kafka.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::support::{ADMIN_TOKEN, Broker, TestEnv};
+use crate::service::Running;
+
+/// A client for one running instance.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(running: &Running) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            base: format!("http://{}", running.addr),
+        }
+    }
+
+    async fn put_sku(&self, sku: u64, name: &str, stock: u64) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!("{}/api/v1/admin/skus/{sku}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "name": name, "price_cents": 1999, "stock": stock }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn buy(&self, request_id: &str, user: u64, sku: u64) -> (StatusCode, Value) {
+        self.post_json(json!({ "request_id": request_id, "user_id": user, "sku_id": sku }))
+            .await
+    }
+
+    async fn post_json(&self, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/seckill", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Polls an order until its status is `want`, for up to 30 s.
+    async fn wait_order(&self, request_id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/orders/{request_id}")).await;
+            if body["status"] == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {request_id} still {body} after 30 s, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn mysql_stock(env: &TestEnv, sku: u64) -> u64 {
+    sqlx::query_scalar("SELECT stock FROM skus WHERE id = ?")
+        .bind(sku)
+        .fetch_one(&env.backends.db)
+        .await
+        .unwrap()
+}
+
+async fn order_count(env: &TestEnv, sku: u64) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE sku_id = ?")
+        .bind(sku)
+        .fetch_one(&env.backends.db)
+        .await
+        .unwrap()
+}
+
+/// Every answer of the purchase endpoint, the order status and the SKU view.
+async fn purchase_outcomes(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    let (status, sku) = client.put_sku(7, "phone", 3).await;
+    assert_eq!(status, StatusCode::OK, "{sku}");
+
+    let (status, body) = client.buy("r-1", 1, 7).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body, json!({ "status": "queued", "request_id": "r-1" }));
+    // The same request id again: the first answer, nothing taken twice.
+    let (status, body) = client.buy("r-1", 1, 7).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("queued"))
+    );
+    assert_eq!(env.backends.stock.stock("7").await.unwrap(), 2);
+    // The same user again with a new id: over the per-user limit.
+    let (status, body) = client.buy("r-2", 1, 7).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("limit_exceeded"))
+    );
+    // More than one unit is over the limit of one too.
+    let (status, body) = client
+        .post_json(json!({ "request_id": "r-3", "user_id": 9, "sku_id": 7, "quantity": 2 }))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("limit_exceeded"))
+    );
+
+    for (id, user) in [("r-4", 2), ("r-5", 3)] {
+        assert_eq!(client.buy(id, user, 7).await.0, StatusCode::ACCEPTED);
+    }
+    let deductions = running.state.metrics.redis_deductions.get();
+    let (status, body) = client.buy("r-6", 4, 7).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("sold_out"))
+    );
+    assert_eq!(running.state.metrics.redis_deductions.get(), deductions + 1);
+    // Redis said sold out: the next answer comes from the local flag.
+    let (status, body) = client.buy("r-7", 5, 7).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("sold_out"))
+    );
+    assert_eq!(running.state.metrics.redis_deductions.get(), deductions + 1);
+    assert_eq!(running.state.metrics.sold_out_local.get(), 1);
+
+    // Unknown SKU.
+    let (status, body) = client.buy("r-8", 6, 999).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("999"), "{body}");
+
+    // Order status: created once the consumer wrote it.
+    for (id, user) in [("r-1", 1), ("r-4", 2), ("r-5", 3)] {
+        let order = client.wait_order(id, "created").await;
+        assert_eq!(order["user_id"], user);
+        assert_eq!(order["sku_id"], 7);
+        assert_eq!(order["quantity"], 1);
+    }
+    let (_, body) = client.get("/api/v1/orders/r-6").await;
+    assert_eq!(
+        body,
+        json!({ "status": "failed", "request_id": "r-6", "reason": "sold_out" })
+    );
+    let (_, body) = client.get("/api/v1/orders/r-2").await;
+    assert_eq!(body["reason"], "limit_exceeded");
+    let (_, body) = client.get("/api/v1/orders/nobody").await;
+    assert_eq!(
+        body,
+        json!({ "status": "not_found", "request_id": "nobody" })
+    );
+    assert_eq!(order_count(&env, 7).await, 3);
+    assert_eq!(mysql_stock(&env, 7).await, 0);
+
+    // The SKU through the cache, with the live stock.
+    let (status, body) = client.get("/api/v1/skus/7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "sku_id": 7, "name": "phone", "price_cents": 1999, "stock": 0 })
+    );
+    assert_eq!(client.get("/api/v1/skus/8").await.0, StatusCode::NOT_FOUND);
+
+    let (status, text) = client.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    for line in [
+        "seckill_requests_total{outcome=\"queued\"} 4\n",
+        "seckill_requests_total{outcome=\"sold_out\"} 2\n",
+        "seckill_requests_total{outcome=\"limit_exceeded\"} 2\n",
+        "seckill_requests_total{outcome=\"not_found\"} 1\n",
+        "seckill_orders_created_total 3\n",
+        "seckill_request_duration_seconds_count 9\n",
+        "seckill_cache_loads_total 2\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert_eq!(client.get("/healthz").await.0, StatusCode::OK);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purchase_outcomes_mock_kafka() {
+    purchase_outcomes(Broker::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purchase_outcomes_real_kafka() {
+    purchase_outcomes(Broker::Real).await;
+}
+
+/// 3,000 buyers at once for 500 units: exactly 500 queued and 500 orders.
+async fn crowd_never_oversells(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    assert_eq!(client.put_sku(1, "console", 500).await.0, StatusCode::OK);
+    let answers = join_all((0..3_000u64).map(|user| {
+        let (http, base) = (client.http.clone(), client.base.clone());
+        tokio::spawn(async move {
+            let response = http
+                .post(format!("{base}/api/v1/seckill"))
+                .json(
+                    &json!({ "request_id": format!("crowd-{user}"), "user_id": user, "sku_id": 1 }),
+                )
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            body["status"].as_str().unwrap().to_owned()
+        })
+    }))
+    .await;
+    let queued = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap() == "queued")
+        .count();
+    let sold_out = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap() == "sold_out")
+        .count();
+    assert_eq!((queued, sold_out), (500, 2_500));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order_count(&env, 1).await < 500 {
+        assert!(Instant::now() < deadline, "orders did not reach MySQL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(order_count(&env, 1).await, 500);
+    assert_eq!(mysql_stock(&env, 1).await, 0);
+    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 0);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crowd_never_oversells_mock_kafka() {
+    crowd_never_oversells(Broker::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crowd_never_oversells_real_kafka() {
+    crowd_never_oversells(Broker::Real).await;
+}
+
+/// Malformed bodies get 400 (413 when too large), never a 500, and the
+/// service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_input_is_refused() {
+    let env = TestEnv::new(Broker::Mock).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    assert_eq!(client.put_sku(1, "tv", 10).await.0, StatusCode::OK);
+    let huge = format!(
+        "{{\"request_id\":\"{}\",\"user_id\":1,\"sku_id\":1}}",
+        "x".repeat(1 << 20)
+    );
+    let long_id = "a".repeat(65);
+    let cases: Vec<(&str, String, &str, StatusCode)> = vec![
+        (
+            "empty object",
+            "{}".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing sku_id",
+            r#"{"request_id":"a","user_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing user_id",
+            r#"{"request_id":"a","sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing request_id",
+            r#"{"user_id":1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "number as id",
+            r#"{"request_id":5,"user_id":1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "string user",
+            r#"{"request_id":"a","user_id":"1","sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "float sku",
+            r#"{"request_id":"a","user_id":1,"sku_id":1.5}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "negative user",
+            r#"{"request_id":"a","user_id":-1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "user beyond u64",
+            r#"{"request_id":"a","user_id":18446744073709551616,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "huge exponent",
+            r#"{"request_id":"a","user_id":1e400,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "quantity 0",
+            r#"{"request_id":"a","user_id":1,"sku_id":1,"quantity":0}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "quantity beyond u32",
+            r#"{"request_id":"a","user_id":1,"sku_id":1,"quantity":4294967296}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "quantity over the maximum",
+            r#"{"request_id":"a","user_id":1,"sku_id":1,"quantity":11}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "null quantity",
+            r#"{"request_id":"a","user_id":1,"sku_id":1,"quantity":null}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty id",
+            r#"{"request_id":"","user_id":1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "65-character id",
+            format!(r#"{{"request_id":"{long_id}","user_id":1,"sku_id":1}}"#),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id with a space",
+            r#"{"request_id":"a b","user_id":1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "non-ASCII id",
+            r#"{"request_id":"订单","user_id":1,"sku_id":1}"#.into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not JSON",
+            "{".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty body",
+            String::new(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "array",
+            "[1,2]".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "null",
+            "null".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "text/plain",
+            r#"{"request_id":"a","user_id":1,"sku_id":1}"#.into(),
+            "text/plain",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "form",
+            "request_id=a&user_id=1&sku_id=1".into(),
+            "application/x-www-form-urlencoded",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "1 MB body",
+            huge,
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (name, body, content_type, want) in &cases {
+        let response = client
+            .http
+            .post(format!("{}/api/v1/seckill", client.base))
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the answer is not JSON: {e}"));
+        assert_eq!(status, *want, "{name}: {answer}");
+        assert!(answer["error"].is_string(), "{name}: {answer}");
+    }
+    // Nothing was decided, and the service still serves.
+    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 10);
+    assert_eq!(
+        running.state.metrics.outcome_count("bad_request"),
+        cases.len() as u64
+    );
+    let (status, body) = client.buy("fine", 1, 1).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("queued"))
+    );
+    // Bad paths and bad admin bodies.
+    assert_eq!(
+        client.get("/api/v1/skus/abc").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let response = client
+        .http
+        .put(format!("{}/api/v1/admin/skus/1", client.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "name": "", "price_cents": 1, "stock": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = client
+        .http
+        .put(format!("{}/api/v1/admin/skus/1", client.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "name": "tv", "price_cents": 1, "stock": -1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+/// Per-user and per-IP token buckets answer 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_answer_429() {
+    let env = TestEnv::with_sale(Broker::Mock, |sale| {
+        sale.user_rate = 1;
+        sale.user_burst = 1;
+        sale.ip_rate = 1;
+        sale.ip_burst = 3;
+    })
+    .await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    assert_eq!(client.put_sku(1, "tv", 10).await.0, StatusCode::OK);
+    assert_eq!(client.buy("a-1", 1, 1).await.0, StatusCode::ACCEPTED);
+    let response = client
+        .http
+        .post(format!("{}/api/v1/seckill", client.base))
+        .json(&json!({ "request_id": "a-2", "user_id": 1, "sku_id": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({ "status": "rate_limited", "request_id": "a-2" })
+    );
+    // Other users from the same IP: the IP's burst of 3 is used up after two more.
+    assert_eq!(client.buy("b-1", 2, 1).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        client.buy("c-1", 3, 1).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Rate-limited requests were never decided: only two units are gone.
+    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 8);
+    assert_eq!(running.state.metrics.outcome_count("rate_limited"), 2);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+/// The admin route: bearer token, MySQL, cache invalidation, Redis stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_updates_sku_and_cache() {
+    let env = TestEnv::new(Broker::Mock).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    let url = format!("{}/api/v1/admin/skus/5", client.base);
+    let body = json!({ "name": "watch", "price_cents": 500, "stock": 4 });
+    // A miss is cached as "not found"...
+    assert_eq!(client.get("/api/v1/skus/5").await.0, StatusCode::NOT_FOUND);
+    let response = client.http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let response = client
+        .http
+        .put(&url)
+        .bearer_auth("wrong-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get("/api/v1/skus/5").await.0, StatusCode::NOT_FOUND);
+    // ... and the update invalidates it.
+    assert_eq!(client.put_sku(5, "watch", 4).await.0, StatusCode::OK);
+    let (status, sku) = client.get("/api/v1/skus/5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sku["name"], "watch");
+    assert_eq!(sku["stock"], 4);
+    assert_eq!(client.put_sku(5, "watch II", 6).await.0, StatusCode::OK);
+    let (_, sku) = client.get("/api/v1/skus/5").await;
+    assert_eq!(
+        (sku["name"].clone(), sku["stock"].clone()),
+        (json!("watch II"), json!(6))
+    );
+    assert_eq!(mysql_stock(&env, 5).await, 6);
+    assert_eq!(env.backends.stock.stock("5").await.unwrap(), 6);
+    running.shutdown().await;
+
+    // Without a token the admin route does not exist.
+    let mut services = env.services.clone();
+    services.admin_token = None;
+    let backends = crate::service::Backends::connect(&services).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = Running::start(&backends, &env.sale, listener).unwrap();
+    let client = Client::new(&running);
+    let response = client
+        .http
+        .put(format!("{}/api/v1/admin/skus/5", client.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+/// Graceful shutdown: every queued order reaches Kafka before the process
+/// stops, and a consumer started later creates each exactly once.
+async fn shutdown_loses_nothing(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    assert_eq!(client.put_sku(3, "bike", 400).await.0, StatusCode::OK);
+    let answers = join_all((0..400u64).map(|user| {
+        let (http, base) = (client.http.clone(), client.base.clone());
+        tokio::spawn(async move {
+            http.post(format!("{base}/api/v1/seckill"))
+                .json(&json!({ "request_id": format!("s-{user}"), "user_id": user, "sku_id": 3 }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    }))
+    .await;
+    assert!(
+        answers
+            .iter()
+            .all(|s| *s.as_ref().unwrap() == StatusCode::ACCEPTED)
+    );
+    let metrics = std::sync::Arc::clone(&running.state.metrics);
+    running.shutdown().await;
+    assert_eq!(metrics.orders_published.get(), 400);
+    assert_eq!(metrics.orders_publish_failed.get(), 0);
+    // The rest of the orders are consumed after a restart, none twice.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let consumer = env.backends.spawn_consumer(stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order_count(&env, 3).await < 400 {
+        assert!(Instant::now() < deadline, "orders did not reach MySQL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(order_count(&env, 3).await, 400);
+    assert_eq!(mysql_stock(&env, 3).await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_loses_nothing_mock_kafka() {
+    shutdown_loses_nothing(Broker::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_loses_nothing_real_kafka() {
+    shutdown_loses_nothing(Broker::Real).await;
+}
