@@ -95,6 +95,7 @@ async fn demo(
         .admin_token
         .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string())
         .clone();
+    let signal = service::shutdown_signal()?;
     let mut sale = sale.clone();
     // The load's virtual users come from one address; let them say which IP they are.
     sale.trust_forwarded_for = true;
@@ -106,7 +107,10 @@ async fn demo(
         "flash_sale demo: service on {target}, Kafka {}",
         describe_kafka(&backends)
     );
-    let report = service::until_signal(load::run(&target, load, &services, &token)).await;
+    let report = tokio::select! {
+        report = load::run(&target, load, &services, &token) => Some(report),
+        () = signal => None,
+    };
     running.shutdown().await;
     match report {
         Some(report) => Ok(finish(&report?)),
@@ -115,10 +119,11 @@ async fn demo(
 }
 
 /// HTTP, consumer and reconciler until SIGINT/SIGTERM.
-async fn serve(
+pub(crate) async fn serve(
     services: &Services,
     sale: &SaleSettings,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let signal = service::shutdown_signal()?;
     let backends = Backends::connect(services).await?;
     let listener = TcpListener::bind(services.listen).await?;
     let running = Running::start(&backends, sale, listener)?;
@@ -129,7 +134,7 @@ async fn serve(
         "serving"
     );
     println!("flash_sale: serving on http://{}", running.addr);
-    service::signal().await;
+    signal.await;
     running.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
@@ -137,6 +142,7 @@ async fn serve(
 
 /// The consumer alone until SIGINT/SIGTERM.
 async fn consume(services: &Services) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let signal = service::shutdown_signal()?;
     let backends = Backends::connect(services).await?;
     let stop = CancellationToken::new();
     let consumer = backends.spawn_consumer(stop.clone());
@@ -145,7 +151,7 @@ async fn consume(services: &Services) -> Result<ExitCode, Box<dyn std::error::Er
         services.topic,
         describe_kafka(&backends)
     );
-    service::signal().await;
+    signal.await;
     stop.cancel();
     let _ = consumer.await;
     Ok(ExitCode::SUCCESS)

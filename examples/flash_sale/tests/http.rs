@@ -649,3 +649,72 @@ async fn shutdown_loses_nothing_mock_kafka() {
 async fn shutdown_loses_nothing_real_kafka() {
     shutdown_loses_nothing(Broker::Real).await;
 }
+
+/// `serve` stops on SIGTERM: HTTP closes, queued orders are flushed to
+/// Kafka, and it returns success. (nextest runs each test in its own
+/// process, so the signal reaches only this test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_stops_cleanly_on_sigterm() {
+    let env = TestEnv::new(Broker::Real).await;
+    let mut services = env.services.clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    services.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let sale = env.sale.clone();
+    let serve = tokio::spawn(async move {
+        crate::serve(&services, &sale)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = http
+        .put(format!("{base}/api/v1/admin/skus/1"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "name": "tv", "price_cents": 1, "stock": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for user in 0..5u64 {
+        let response = http
+            .post(format!("{base}/api/v1/seckill"))
+            .json(&json!({ "request_id": format!("t-{user}"), "user_id": user, "sku_id": 1 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(60), serve)
+        .await
+        .expect("serve did not stop within 60 s of SIGTERM")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, std::process::ExitCode::SUCCESS);
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+    // Everything queued reached Kafka: a consumer creates all five orders.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let consumer = env.backends.spawn_consumer(stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order_count(&env, 1).await < 5 {
+        assert!(Instant::now() < deadline, "orders did not reach MySQL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(order_count(&env, 1).await, 5);
+    env.cleanup().await;
+}
