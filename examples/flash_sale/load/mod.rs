@@ -35,6 +35,9 @@ use crate::service::redact;
 /// Slices of the run in the charts.
 const TIMELINE_SLICES: usize = 60;
 
+/// The progress bars' layout.
+const BAR_TEMPLATE: &str = "{msg:>16} [{bar:40}] {pos}/{len} {per_sec} eta {eta}";
+
 /// Why a load run could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -312,5 +315,50 @@ fn build_report(
         readback: Readback::default(),
         invariants: Invariants::default(),
         html: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_bar_template_parses() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn settings_that_cannot_make_a_run_are_refused() {
+        let ok = LoadSettings::defaults().unwrap();
+        assert!(check(&ok).is_ok());
+        let broken: [(fn(&mut LoadSettings), &str); 6] = [
+            (|s| s.requests = 0, "--requests"),
+            (|s| s.users = 0, "--users"),
+            (|s| s.client_ips = 0, "--client-ips"),
+            (|s| s.concurrency = 0, "--concurrency"),
+            (|s| s.retry_ratio = 1.5, "--retry-ratio"),
+            (|s| s.stock = 0, "--stock"),
+        ];
+        for (breaks, flag) in broken {
+            let mut settings = ok.clone();
+            breaks(&mut settings);
+            let err = check(&settings).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_sku_is_the_clock_in_milliseconds_then_three_random_digits() {
+        let millis = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let before = millis();
+        let (_, sku) = seed_and_sku();
+        let after = millis();
+        assert!((before..=after).contains(&(sku / 1_000)), "{sku}");
+        assert!(sku < 1 << 53);
     }
 }
