@@ -36,7 +36,7 @@ use crate::service::redact;
 const TIMELINE_SLICES: usize = 60;
 
 /// The progress bars' layout.
-const BAR_TEMPLATE: &str = "{msg:>16} [{bar:40}] {pos}/{len} {per_sec} eta {eta}";
+const BAR_TEMPLATE: &str = "{msg:>15} [{bar:30}] {pos}/{len} {elapsed} eta {eta}";
 
 /// Why a load run could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -266,9 +266,7 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(BAR_TEMPLATE) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_owned());
