@@ -329,7 +329,8 @@ mod tests {
     fn settings_that_cannot_make_a_run_are_refused() {
         let ok = LoadSettings::defaults().unwrap();
         assert!(check(&ok).is_ok());
-        let broken: [(fn(&mut LoadSettings), &str); 6] = [
+        type Breaks = fn(&mut LoadSettings);
+        let broken: [(Breaks, &str); 6] = [
             (|s| s.requests = 0, "--requests"),
             (|s| s.users = 0, "--users"),
             (|s| s.client_ips = 0, "--client-ips"),
