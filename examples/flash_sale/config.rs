@@ -161,6 +161,10 @@ pub struct LoadSettings {
     /// Distinct users sending them.
     #[arg(long, default_value_t = 5_000)]
     pub users: u64,
+    /// Distinct client IPs the users come from (sent as `X-Forwarded-For`;
+    /// several users share one address, as behind a carrier NAT).
+    #[arg(long, default_value_t = 1_000)]
+    pub client_ips: u32,
     /// Units of stock on sale.
     #[arg(long, default_value_t = 1_000)]
     pub stock: u64,
@@ -170,15 +174,22 @@ pub struct LoadSettings {
     /// Share of requests that resend an earlier request id (0.0–1.0).
     #[arg(long, default_value_t = 0.1)]
     pub retry_ratio: f64,
-    /// The SKU put on sale.
-    #[arg(long, default_value_t = 1)]
-    pub sku_id: u64,
+    /// The SKU put on sale; a new one per run when omitted, so earlier runs
+    /// on the same database do not interfere.
+    #[arg(long)]
+    pub sku_id: Option<u64>,
     /// Where to write the HTML report.
     #[arg(long, default_value = "flash_sale_report.html")]
     pub report: PathBuf,
     /// Longest wait for the consumer to drain after the load (s).
     #[arg(long, default_value_t = 120)]
     pub drain_timeout_s: u64,
+    /// Stop waiting for the consumer when no order arrived for this long (s).
+    #[arg(long, default_value_t = 30)]
+    pub drain_idle_s: u64,
+    /// Timeout of one HTTP request (s); a request that times out counts as an error.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_s: u64,
     /// No progress bar (logs and CI).
     #[arg(long)]
     pub quiet: bool,

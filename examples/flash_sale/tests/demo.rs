@@ -1,0 +1,100 @@
+//! The whole demo in process: service, consumer and a small load run over
+//! real HTTP, then every invariant read back from MySQL and Redis.
+//!
+//! The invariants hold only with the real order consumer (it writes the
+//! orders) and with retries of decided requests answered from Redis even
+//! after the SKU sold out.
+
+use super::support::{ADMIN_TOKEN, Broker, TestEnv};
+use crate::config::LoadSettings;
+use crate::load::{self, generator::Outcome};
+
+fn small_load(report: std::path::PathBuf) -> LoadSettings {
+    let mut settings = LoadSettings::defaults().unwrap();
+    settings.requests = 600;
+    settings.users = 200;
+    settings.client_ips = 40;
+    settings.stock = 50;
+    settings.concurrency = 50;
+    settings.retry_ratio = 0.2;
+    settings.report = report;
+    settings.drain_timeout_s = 30;
+    settings.drain_idle_s = 30;
+    settings.quiet = true;
+    settings
+}
+
+async fn demo_keeps_every_invariant(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let running = env.start().await;
+    let dir = std::env::temp_dir().join(format!("flash-sale-demo-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("report.html");
+    let settings = small_load(html.clone());
+
+    let report = load::run(
+        &format!("http://{}", running.addr),
+        &settings,
+        &env.services,
+        ADMIN_TOKEN,
+    )
+    .await;
+    running.shutdown().await;
+    let page = std::fs::read_to_string(&html);
+    // Clean up before asserting, so a failure leaves no database behind.
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+    let report = report.unwrap();
+    print!("{}", report.render_text());
+
+    // Every attempt got exactly one recorded answer.
+    assert_eq!(report.attempts, 600);
+    assert_eq!(report.outcomes.values().sum::<u64>(), 600);
+    // Nothing failed on the way: every answer is a decision of the sale.
+    for (outcome, n) in &report.outcomes {
+        assert!(
+            outcome.is_decided() || *outcome == Outcome::RateLimited,
+            "{n} × {}",
+            outcome.label()
+        );
+    }
+    assert_eq!(report.unknown_requests, 0);
+    // All 50 units sold, each to a distinct request, and each is an order.
+    assert_eq!(report.queued_requests, 50);
+    assert_eq!(report.readback.orders.len(), 50);
+    assert_eq!(report.readback.units_sold(), 50);
+    assert_eq!(report.readback.mysql_stock, Some(0));
+    assert_eq!(report.readback.redis_stock, 0);
+    assert!(report.readback.refused.is_empty());
+    assert_eq!(report.drain.settled, 50);
+    for (name, n) in report.invariants.named() {
+        assert_eq!(n, 0, "{name}");
+    }
+    assert!(report.invariants_hold());
+
+    let page = page.unwrap();
+    assert_eq!(report.html.as_deref(), Some(html.as_path()));
+    assert!(page.contains("every invariant holds"));
+    assert_eq!(page.matches("<svg ").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_keeps_every_invariant_on_the_mock_cluster() {
+    demo_keeps_every_invariant(Broker::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_keeps_every_invariant_on_the_real_broker() {
+    demo_keeps_every_invariant(Broker::Real).await;
+}
+
+#[tokio::test]
+async fn load_without_an_admin_token_says_what_to_do() {
+    let env = TestEnv::new(Broker::Mock).await;
+    let settings = small_load(std::env::temp_dir().join("never-written.html"));
+    let result = load::run("http://127.0.0.1:9", &settings, &env.services, "").await;
+    env.cleanup().await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, load::LoadError::NoAdminToken), "{err}");
+    assert!(err.to_string().contains("SECKILL_ADMIN_TOKEN"));
+}
