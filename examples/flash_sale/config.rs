@@ -122,6 +122,10 @@ pub struct SaleSettings {
     /// How long a local sold-out flag answers before one request rechecks Redis (ms).
     #[arg(long, default_value_t = 500)]
     pub sold_out_recheck_ms: u64,
+    /// Request ids whose granted or over-the-limit answer this instance
+    /// remembers, to replay it to a retry after the SKU sold out.
+    #[arg(long, default_value_t = 200_000)]
+    pub remembered_answers: usize,
     /// Orders per Kafka batch.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,

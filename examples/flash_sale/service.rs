@@ -20,6 +20,7 @@ use crate::orders::db;
 use crate::orders::kafka::Kafka;
 use crate::orders::producer::{BatchSettings, OrderSink};
 use crate::reconcile::Reconciler;
+use crate::sale::answered::Answered;
 use crate::sale::limits::Limits;
 use crate::sale::sold_out::SoldOutFlags;
 use crate::state::{AppState, Shared};
@@ -157,6 +158,7 @@ impl Backends {
             settings: sale.clone(),
             limits,
             sold_out: SoldOutFlags::new(sale.sold_out_recheck()),
+            answered: Answered::new(sale.remembered_answers),
             stock: self.stock.clone(),
             cache: Cache::new(self.redis.clone(), options),
             cache_prefix: format!("flash-sale:{{{}}}:sku:", self.services.namespace),

@@ -10,6 +10,7 @@ use sqlx::MySqlPool;
 use crate::config::SaleSettings;
 use crate::metrics::Metrics;
 use crate::orders::producer::OrderSink;
+use crate::sale::answered::Answered;
 use crate::sale::limits::Limits;
 use crate::sale::sold_out::SoldOutFlags;
 
@@ -25,6 +26,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Local sold-out flags.
     pub sold_out: SoldOutFlags,
+    /// First answers Redis gave requests of this instance (for retries after a sell-out).
+    pub answered: Answered,
     /// Stock deduction in Redis.
     pub stock: StockStore<ConnectionManager>,
     /// Product data cached in Redis.

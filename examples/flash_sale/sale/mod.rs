@@ -1,6 +1,7 @@
 //! The purchase decision: limits, the local sold-out flag, the Redis
 //! deduction, and the hand-off of a granted order to Kafka.
 
+pub mod answered;
 pub mod limits;
 pub mod purchase;
 pub mod sold_out;

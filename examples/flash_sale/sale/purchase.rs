@@ -74,8 +74,11 @@ pub enum PurchaseError {
 ///
 /// Order of checks: per-IP and per-user limits, the local sold-out flag, the
 /// global bucket in front of Redis, then the Redis deduction. A request
-/// turned away before Redis was never decided, so its retry is decided
-/// afresh; a request Redis decided gets the same answer on every retry.
+/// Redis decided gets the same answer on every retry: from Redis's request
+/// record, or, once the SKU is flagged sold out, from this instance's memory
+/// of the ids it saw granted or over the limit ([`Answered`](super::answered::Answered)).
+/// A request turned away before Redis was never decided, so its retry is
+/// decided afresh.
 ///
 /// # Errors
 ///
@@ -91,8 +94,13 @@ pub async fn purchase(
         });
     }
     if state.sold_out.is_sold_out(purchase.sku_id) {
+        // A retry of a request granted before the sell-out gets its first answer.
+        let answer = state
+            .answered
+            .get(&purchase.request_id)
+            .unwrap_or(Answer::SoldOut);
         state.metrics.sold_out_local.inc();
-        return Ok(Answer::SoldOut);
+        return Ok(answer);
     }
     if let Err(denied) = state.limits.check_global() {
         return Ok(Answer::RateLimited {
@@ -106,11 +114,12 @@ pub async fn purchase(
         per_user_limit: Some(PER_USER_LIMIT),
     };
     state.metrics.redis_deductions.inc();
+    let request_id = purchase.request_id.clone();
     let decision = state.stock.deduct(&deduction).await.map_err(|e| match e {
         StockError::UnknownSku { .. } => PurchaseError::UnknownSku(purchase.sku_id),
         other => PurchaseError::Stock(other),
     })?;
-    Ok(match decision.outcome {
+    let answer = match decision.outcome {
         Outcome::Deducted => {
             // A replay was queued by its first call (or, if that process
             // died in between, is recovered by the reconciler).
@@ -137,5 +146,9 @@ pub async fn purchase(
         Outcome::LimitExceeded { .. } => Answer::LimitExceeded,
         // `Outcome` is non-exhaustive; every other outcome is a cancellation.
         _ => Answer::Cancelled,
-    })
+    };
+    if matches!(answer, Answer::Queued | Answer::LimitExceeded) {
+        state.answered.remember(&request_id, answer);
+    }
+    Ok(answer)
 }
