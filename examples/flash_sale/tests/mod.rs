@@ -3,4 +3,6 @@
 //! Each test builds its own [`support::TestEnv`]; tests that touch Kafka run
 //! once on the in-process mock cluster and once on the real broker.
 
+mod consumer;
+mod reconcile;
 mod support;
