@@ -137,7 +137,9 @@ impl Batch {
             None => return malformed(metrics, msg, "no payload"),
         };
         if let Some(bad) = orders.iter().find(|o| !storable(o)) {
-            let error = format!("order {bad:?} cannot be stored (request id of 1 to {MAX_REQUEST_ID} visible ASCII characters, quantity at least 1)");
+            let error = format!(
+                "order {bad:?} cannot be stored (request id of 1 to {MAX_REQUEST_ID} visible ASCII characters, quantity at least 1)"
+            );
             return malformed(metrics, msg, &error);
         }
         self.orders.extend(orders);
@@ -561,7 +563,10 @@ mod tests {
         assert_eq!(key_of_message(mariadb), Some(UniqueKey::Request));
         assert_eq!(key_of_message(mysql), Some(UniqueKey::UserSku));
         assert_eq!(key_of_message(tricky), Some(UniqueKey::Request));
-        assert_eq!(key_of_message("Duplicate entry '1' for key 'PRIMARY'"), None);
+        assert_eq!(
+            key_of_message("Duplicate entry '1' for key 'PRIMARY'"),
+            None
+        );
     }
 
     #[test]

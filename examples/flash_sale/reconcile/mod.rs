@@ -23,7 +23,7 @@
 //! Cursors live in memory: a restarted reconciler walks the logs from the
 //! start once, checking (not republishing) what is resolved.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -220,29 +220,32 @@ impl Reconciler {
         let decided = db::decided_requests(&self.db, &ids).await?;
         let mut verdicts = Vec::with_capacity(entries.len());
         for entry in entries {
-            let verdict = if entry.kind != LogKind::Deduction || decided.contains(&entry.request_id)
-            {
+            let verdict = if self.resolved(entry, &decided).await? {
                 Verdict::Resolved
-            } else if self
-                .stock
-                .request(&entry.request_id)
-                .await?
-                .is_some_and(|record| record.refunded)
-            {
-                Verdict::Resolved
+            } else if let Some(order) = order_of(sku, entry) {
+                Verdict::Republish(order)
             } else {
-                match order_of(sku, entry) {
-                    Some(order) => Verdict::Republish(order),
-                    None => {
-                        // Not written by this app: retrying cannot help.
-                        tracing::error!(sku, entry = ?entry, "a deduction log entry cannot be made into an order; skipping it");
-                        Verdict::Resolved
-                    }
-                }
+                // Not written by this app: retrying cannot help.
+                tracing::error!(sku, entry = ?entry, "a deduction log entry cannot be made into an order; skipping it");
+                Verdict::Resolved
             };
             verdicts.push(verdict);
         }
         Ok(verdicts)
+    }
+
+    /// Whether nothing is left to do for `entry`: not a deduction, decided in
+    /// MySQL (`decided`), or refunded in Redis.
+    async fn resolved(
+        &self,
+        entry: &LogEntry,
+        decided: &HashSet<String>,
+    ) -> Result<bool, ReconcileError> {
+        if entry.kind != LogKind::Deduction || decided.contains(&entry.request_id) {
+            return Ok(true);
+        }
+        let record = self.stock.request(&entry.request_id).await?;
+        Ok(record.is_some_and(|record| record.refunded))
     }
 
     /// Passes every `every` until `shutdown`.

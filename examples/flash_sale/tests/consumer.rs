@@ -219,7 +219,10 @@ async fn redelivery_is_a_no_op(broker: Broker) {
     let metrics = &env.backends.metrics;
     let worker = Worker::start_default(&env);
     let producer = producer(&env);
-    let first: Vec<Order> = orders(1, 0..150).into_iter().chain(orders(2, 0..150)).collect();
+    let first: Vec<Order> = orders(1, 0..150)
+        .into_iter()
+        .chain(orders(2, 0..150))
+        .collect();
     publish(&env, &producer, &first).await;
     wait_until("300 orders in MySQL", || async {
         metrics.orders_created.get() == 300
@@ -229,7 +232,12 @@ async fn redelivery_is_a_no_op(broker: Broker) {
 
     publish(&env, &producer, &first).await;
     let repeated = orders(1, 500..501).remove(0);
-    publish(&env, &producer, &[repeated.clone(), repeated.clone(), repeated]).await;
+    publish(
+        &env,
+        &producer,
+        &[repeated.clone(), repeated.clone(), repeated],
+    )
+    .await;
     wait_until("302 duplicates", || async {
         metrics.orders_duplicate.get() == 302
     })
@@ -470,7 +478,12 @@ async fn graceful_stop_then_restart(broker: Broker) {
     // 20 messages of 100 orders.
     for sku in skus {
         for chunk in 0..5 {
-            publish(&env, &producer, &orders(sku, chunk * 100..chunk * 100 + 100)).await;
+            publish(
+                &env,
+                &producer,
+                &orders(sku, chunk * 100..chunk * 100 + 100),
+            )
+            .await;
         }
     }
     let first = Arc::new(Metrics::default());
@@ -495,7 +508,10 @@ async fn graceful_stop_then_restart(broker: Broker) {
     })
     .await;
     worker.stop().await;
-    assert_eq!(first.orders_created.get() + second.orders_created.get(), 2_000);
+    assert_eq!(
+        first.orders_created.get() + second.orders_created.get(),
+        2_000
+    );
     // The restart starts after the committed offsets: nothing is seen twice.
     assert_eq!(second.orders_duplicate.get(), 0);
     let mut left = 0;

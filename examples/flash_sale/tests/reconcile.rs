@@ -112,7 +112,10 @@ async fn kafka_down_then_reconciled(broker: Broker) {
         Arc::clone(metrics),
     )
     .unwrap();
-    let sold: Vec<_> = orders(1, 0..100).into_iter().chain(orders(2, 0..100)).collect();
+    let sold: Vec<_> = orders(1, 0..100)
+        .into_iter()
+        .chain(orders(2, 0..100))
+        .collect();
     for order in &sold {
         deduct(&env, order, Some(1)).await;
         sink.submit(order.clone()).await.unwrap();
@@ -123,7 +126,10 @@ async fn kafka_down_then_reconciled(broker: Broker) {
 
     let stop = tokio_util::sync::CancellationToken::new();
     let consumer = env.backends.spawn_consumer(stop.clone());
-    let reconciler = env.backends.spawn_reconciler(&env.sale, stop.clone()).unwrap();
+    let reconciler = env
+        .backends
+        .spawn_reconciler(&env.sale, stop.clone())
+        .unwrap();
     wait_until("200 orders in MySQL", || async {
         order_count(db).await == 200
     })
