@@ -522,6 +522,52 @@ async fn graceful_stop_then_restart(broker: Broker) {
     env.cleanup().await;
 }
 
+/// MySQL failing (the `orders` table gone): the consumer keeps its batch and
+/// commits no offset; stopped meanwhile it returns `Ok`, and once MySQL is
+/// back a new consumer in the group creates every order exactly once.
+async fn mysql_outage_keeps_the_batch(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 1_000, 1_000).await;
+    let db = &env.backends.db;
+    let producer = producer(&env);
+    let first = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &first);
+    publish(&env, &producer, &orders(1, 0..100)).await;
+    wait_until("100 orders in MySQL", || async {
+        first.orders_created.get() == 100
+    })
+    .await;
+    let before = committed(&env, &env.services.group).await;
+    assert_eq!(before.values().sum::<i64>(), 1, "one message consumed");
+
+    sqlx::query("RENAME TABLE orders TO orders_away")
+        .execute(db)
+        .await
+        .unwrap();
+    publish(&env, &producer, &orders(1, 100..200)).await;
+    // Let the consumer fetch the message and fail on it a few times.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.stop().await;
+    assert_eq!(committed(&env, &env.services.group).await, before);
+    assert_eq!(first.orders_created.get(), 100);
+    sqlx::query("RENAME TABLE orders_away TO orders")
+        .execute(db)
+        .await
+        .unwrap();
+
+    let second = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &second);
+    wait_until("200 orders in MySQL", || async {
+        order_count(db).await == 200
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(second.orders_created.get(), 100);
+    assert_eq!(second.orders_duplicate.get(), 0);
+    assert_eq!(mysql_stock(db, 1).await, 800);
+    env.cleanup().await;
+}
+
 /// Each test once on the mock cluster and once on the real broker.
 macro_rules! on_both_brokers {
     ($($test:ident),* $(,)?) => {
@@ -552,4 +598,5 @@ on_both_brokers!(
     second_order_of_a_user_is_refused,
     malformed_messages_are_skipped,
     graceful_stop_then_restart,
+    mysql_outage_keeps_the_batch,
 );
