@@ -55,10 +55,11 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest request id MySQL stores (`orders.request_id VARCHAR(64)`).
 const MAX_REQUEST_ID: usize = 64;
 
-/// Why MySQL refused an order (the `failed_orders.reason` column).
-pub const OUT_OF_STOCK: &str = "out_of_stock";
-/// The user already has an order of this SKU (the per-user limit is 1).
-pub const PER_USER_LIMIT: &str = "per_user_limit";
+/// `failed_orders.reason` of an order MySQL had too few units for.
+pub const REASON_OUT_OF_STOCK: &str = "out_of_stock";
+/// `failed_orders.reason` of an order whose user already has one of its SKU
+/// (the per-user limit is 1: the unique key `uq_orders_user_sku`).
+pub const REASON_PER_USER_LIMIT: &str = "per_user_limit";
 
 /// What the consumer needs.
 pub struct ConsumerDeps {
@@ -380,7 +381,7 @@ async fn place(tx: &mut Transaction<'_, MySql>, order: &Order) -> Result<Placed,
         Err(error) => {
             return match unique_key(&error) {
                 Some(UniqueKey::Request) => Ok(Placed::Duplicate),
-                Some(UniqueKey::UserSku) => Ok(Placed::Refused(PER_USER_LIMIT)),
+                Some(UniqueKey::UserSku) => Ok(Placed::Refused(REASON_PER_USER_LIMIT)),
                 None => Err(error),
             };
         }
@@ -396,7 +397,7 @@ async fn place(tx: &mut Transaction<'_, MySql>, order: &Order) -> Result<Placed,
             .bind(id)
             .execute(&mut **tx)
             .await?;
-        return Ok(Placed::Refused(OUT_OF_STOCK));
+        return Ok(Placed::Refused(REASON_OUT_OF_STOCK));
     }
     Ok(Placed::Created)
 }

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::support::{Broker, TestEnv};
 use crate::metrics::Metrics;
-use crate::orders::consumer::{self, ConsumerDeps, ConsumerError, OUT_OF_STOCK, PER_USER_LIMIT};
+use crate::orders::consumer::{
+    self, ConsumerDeps, ConsumerError, REASON_OUT_OF_STOCK, REASON_PER_USER_LIMIT,
+};
 use crate::orders::db::{self, Sku};
 use crate::orders::message::{self, Order};
 use crate::orders::producer;
@@ -294,7 +296,7 @@ async fn out_of_stock_orders_are_refunded(broker: Broker) {
     assert_eq!(mysql_stock(db, 1).await, 0);
     let refused: Vec<(String, String)> = sold[5..]
         .iter()
-        .map(|o| (o.request_id.clone(), OUT_OF_STOCK.to_owned()))
+        .map(|o| (o.request_id.clone(), REASON_OUT_OF_STOCK.to_owned()))
         .collect();
     assert_eq!(failed_orders(db).await, refused);
     for (i, order) in sold.iter().enumerate() {
@@ -369,7 +371,7 @@ async fn second_order_of_a_user_is_refused(broker: Broker) {
     assert_eq!(mysql_stock(db, 1).await, 8);
     assert_eq!(
         failed_orders(db).await,
-        vec![("second".to_owned(), PER_USER_LIMIT.to_owned())]
+        vec![("second".to_owned(), REASON_PER_USER_LIMIT.to_owned())]
     );
     let record = env.backends.stock.request("second").await.unwrap().unwrap();
     assert!(record.refunded);
