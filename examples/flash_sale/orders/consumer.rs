@@ -157,9 +157,10 @@ fn malformed(metrics: &Metrics, msg: &BorrowedMessage<'_>, error: &str) {
     );
 }
 
-/// Whether MySQL can store `order` (checked before the transaction, so one
-/// bad order never fails its batch forever).
-fn storable(order: &Order) -> bool {
+/// Whether MySQL can store `order`: a request id of 1 to 64 visible ASCII
+/// characters and at least one unit. Checked before the transaction, so one
+/// bad order never fails its batch forever.
+pub fn storable(order: &Order) -> bool {
     let id = order.request_id.as_bytes();
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID

@@ -35,9 +35,9 @@ use sqlx::MySqlPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::orders::db;
 use crate::orders::message::Order;
 use crate::orders::producer;
+use crate::orders::{consumer, db};
 
 /// Log entries read per Redis call (and request ids per MySQL query).
 pub const PAGE: usize = 500;
@@ -225,7 +225,7 @@ impl Reconciler {
             } else if let Some(order) = order_of(sku, entry) {
                 Verdict::Republish(order)
             } else {
-                // Not written by this app: retrying cannot help.
+                // No order the consumer could store: retrying cannot help.
                 tracing::error!(sku, entry = ?entry, "a deduction log entry cannot be made into an order; skipping it");
                 Verdict::Resolved
             };
@@ -270,12 +270,14 @@ impl Reconciler {
 /// The order a deduction entry stands for; `None` when the entry does not
 /// hold one this app could have written.
 fn order_of(sku: u64, entry: &LogEntry) -> Option<Order> {
-    Some(Order {
+    let order = Order {
         request_id: entry.request_id.clone(),
         user_id: entry.user_id.parse().ok()?,
         sku_id: sku,
         quantity: u32::try_from(entry.quantity).ok()?,
-    })
+    };
+    // The consumer would skip it as malformed: republishing cannot help.
+    consumer::storable(&order).then_some(order)
 }
 
 /// This machine's clock, in milliseconds since the Unix epoch.
@@ -312,6 +314,7 @@ mod tests {
             })
         );
         assert_eq!(order_of(7, &entry("bob", 1)), None);
+        assert_eq!(order_of(7, &entry("42", 0)), None);
         assert_eq!(order_of(7, &entry("1", u64::from(u32::MAX) + 1)), None);
     }
 }
