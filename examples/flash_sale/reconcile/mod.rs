@@ -8,8 +8,10 @@
 //! unresolved entry older than the grace period is republished to Kafka, and
 //! stays unresolved until the consumer has written it: the cursor only moves
 //! over the resolved prefix of the log, so a republish that got lost is
-//! retried on the next pass. The walk of a SKU stops at the first entry
-//! younger than the grace period.
+//! retried by a later pass (once [`REPUBLISH_AGAIN_AFTER`] or the grace
+//! period, whichever is longer, has passed: a consumer that is merely behind
+//! is not sent a copy on every pass). The walk of a SKU stops at the first
+//! entry younger than the grace period.
 //!
 //! The reconciler never writes MySQL: the only way to an order is through
 //! the consumer, whose unique request-id key turns a second delivery into a
