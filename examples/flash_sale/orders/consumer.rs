@@ -87,9 +87,19 @@ pub enum ConsumerError {
 
 /// Consumes until `shutdown`, then finishes the batch in hand and returns.
 ///
+/// Kafka, MySQL and Redis failures are logged and retried, never returned:
+/// the batch in hand is kept until it is written.
+///
 /// # Errors
 ///
 /// The consumer could not be created or subscribed.
+///
+/// # Cancel safety
+///
+/// Cancel `shutdown` to stop cleanly. Dropping the future instead loses
+/// nothing either: offsets are committed only after MySQL and Redis are
+/// done, so the batch in hand is delivered again, where it is a no-op for
+/// what was written.
 pub async fn run(deps: ConsumerDeps, shutdown: CancellationToken) -> Result<(), ConsumerError> {
     let consumer = Arc::new(deps.kafka.consumer(&deps.group)?);
     consumer.subscribe(&[deps.topic.as_str()])?;

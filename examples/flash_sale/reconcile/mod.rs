@@ -120,6 +120,11 @@ impl Reconciler {
     /// # Errors
     ///
     /// MySQL, Redis or Kafka failed; the next pass starts over.
+    ///
+    /// # Cancel safety
+    ///
+    /// Safe to drop: a cursor only moves over entries already resolved, so
+    /// an interrupted pass is redone by the next one.
     pub async fn pass(&mut self) -> Result<PassReport, ReconcileError> {
         let mut report = PassReport::default();
         for sku in db::sku_ids(&self.db).await? {
