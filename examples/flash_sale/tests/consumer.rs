@@ -570,6 +570,48 @@ async fn mysql_outage_keeps_the_batch(broker: Broker) {
     env.cleanup().await;
 }
 
+/// Two consumers in one group (scale out), the second joining mid-stream:
+/// the rebalance may hand a message to both, and still every order is
+/// created exactly once.
+async fn two_consumers_share_a_group(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let skus = [1, 2, 3, 4, 5, 6];
+    for sku in skus {
+        put_on_sale(&env, sku, 1_000, 1_000).await;
+    }
+    let db = &env.backends.db;
+    let producer = producer(&env);
+    let (a, b) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+    let first = Worker::start(&env, &env.services.group, &a);
+    for chunk in 0..5 {
+        for sku in skus {
+            publish(
+                &env,
+                &producer,
+                &orders(sku, chunk * 100..chunk * 100 + 100),
+            )
+            .await;
+        }
+        if chunk == 1 {
+            wait_until("a first order", || async { a.orders_created.get() > 0 }).await;
+        }
+    }
+    let second = Worker::start(&env, &env.services.group, &b);
+    wait_until("3,000 orders in MySQL", || async {
+        order_count(db).await == 3_000
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
+    assert_eq!(order_count(db).await, 3_000);
+    assert_eq!(a.orders_created.get() + b.orders_created.get(), 3_000);
+    assert_eq!(a.orders_failed.get() + b.orders_failed.get(), 0);
+    for sku in skus {
+        assert_eq!(mysql_stock(db, sku).await, 500);
+    }
+    env.cleanup().await;
+}
+
 /// Each test once on the mock cluster and once on the real broker.
 macro_rules! on_both_brokers {
     ($($test:ident),* $(,)?) => {
@@ -601,4 +643,5 @@ on_both_brokers!(
     malformed_messages_are_skipped,
     graceful_stop_then_restart,
     mysql_outage_keeps_the_batch,
+    two_consumers_share_a_group,
 );
