@@ -44,6 +44,11 @@ use crate::orders::{consumer, db};
 /// Log entries read per Redis call (and request ids per MySQL query).
 pub const PAGE: usize = 500;
 
+/// Most unresolved deductions one pass looks at per SKU: behind a consumer
+/// that is far behind, the rest wait for later passes instead of costing a
+/// Redis read each on every pass.
+pub const MAX_UNRESOLVED_PER_PASS: usize = 5 * PAGE;
+
 /// Least time between two republishes of one deduction (or the grace period,
 /// when longer): a consumer that is merely behind is not flooded with copies.
 pub const REPUBLISH_AGAIN_AFTER: Duration = Duration::from_secs(5);
@@ -144,6 +149,7 @@ impl Reconciler {
         // Where reading goes on; ahead of `cursor` once an entry is unresolved.
         let mut read_after = cursor.clone();
         let mut prefix_resolved = true;
+        let mut unresolved = 0;
         let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         loop {
             let page = self
@@ -173,6 +179,7 @@ impl Reconciler {
                     }
                     Verdict::Republish(order) => {
                         prefix_resolved = false;
+                        unresolved += 1;
                         let recent = self
                             .republished
                             .get(&order.request_id)
@@ -197,7 +204,7 @@ impl Reconciler {
                 self.metrics.reconciler_republished.add(n);
                 tracing::info!(sku, orders = n, "republished deductions with no order");
             }
-            if ripe < page.len() || page.len() < PAGE {
+            if ripe < page.len() || page.len() < PAGE || unresolved >= MAX_UNRESOLVED_PER_PASS {
                 break;
             }
             read_after = page.last().map(|e| e.id.clone());
