@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use seckill::stock_lua::LogKind;
+use seckill::stock_lua::{Deduction, LogKind};
 
 use super::consumer::{
     Worker, deduct, mysql_stock, on_both_brokers, order_count, order_ids, orders, put_on_sale,
@@ -80,6 +80,46 @@ async fn republishes_lost_deductions(broker: Broker) {
     assert_eq!(metrics.orders_duplicate.get(), 0);
     assert_eq!(mysql_stock(db, 1).await, 50);
     assert_eq!(redis_stock(&env, 1).await, 50);
+    env.cleanup().await;
+}
+
+/// A log longer than a page: 1,200 lost deductions (made by 1,200
+/// concurrent tasks) are republished in one pass and become 1,200 orders.
+async fn republishes_across_pages(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 2_000, 2_000).await;
+    let db = &env.backends.db;
+    let lost = orders(1, 0..1_200);
+    let tasks: Vec<_> = lost
+        .iter()
+        .map(|order| {
+            let stock = env.backends.stock.clone();
+            let deduction = Deduction {
+                request_id: order.request_id.clone(),
+                user_id: order.user_id.to_string(),
+                items: vec![("1".to_owned(), 1)],
+                per_user_limit: Some(1),
+            };
+            tokio::spawn(async move { stock.deduct(&deduction).await.unwrap().outcome })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_deducted());
+    }
+    let mut eager = reconciler(&env, Duration::ZERO);
+    assert_eq!(eager.pass().await.unwrap(), report(1_200, 1_200));
+    let worker = Worker::start_default(&env);
+    wait_until("1,200 orders in MySQL", || async {
+        order_count(db).await == 1_200
+    })
+    .await;
+    assert_eq!(eager.pass().await.unwrap(), report(1_200, 0));
+    assert_eq!(eager.pass().await.unwrap(), report(0, 0));
+    worker.stop().await;
+    let expected: BTreeSet<String> = lost.iter().map(|o| o.request_id.clone()).collect();
+    assert_eq!(order_ids(db).await, expected);
+    assert_eq!(env.backends.metrics.orders_created.get(), 1_200);
+    assert_eq!(mysql_stock(db, 1).await, 800);
     env.cleanup().await;
 }
 
@@ -169,7 +209,7 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
         .map(|order| {
             let state = running.state.clone();
             tokio::spawn(async move {
-                let deduction = seckill::stock_lua::Deduction {
+                let deduction = Deduction {
                     request_id: order.request_id.clone(),
                     user_id: order.user_id.to_string(),
                     items: vec![(order.sku_id.to_string(), 1)],
@@ -212,6 +252,7 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
 
 on_both_brokers!(
     republishes_lost_deductions,
+    republishes_across_pages,
     kafka_down_then_reconciled,
     eager_reconciler_never_doubles,
 );
