@@ -129,3 +129,31 @@ pub async fn find_order(pool: &MySqlPool, request_id: &str) -> Result<Stored, sq
             .await?;
     Ok(reason.map_or(Stored::Nothing, |reason| Stored::Failed { reason }))
 }
+
+/// The request ids among `ids` that MySQL has decided: in `orders` or in
+/// `failed_orders` (one query; the reconciler asks once per log page).
+///
+/// # Errors
+///
+/// MySQL fails.
+pub async fn decided_requests(
+    pool: &MySqlPool,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let mut marks = "?,".repeat(ids.len());
+    marks.pop();
+    let sql = format!(
+        "SELECT request_id FROM orders WHERE request_id IN ({marks}) \
+         UNION SELECT request_id FROM failed_orders WHERE request_id IN ({marks})"
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for _ in 0..2 {
+        for id in ids {
+            query = query.bind(*id);
+        }
+    }
+    Ok(query.fetch_all(pool).await?.into_iter().collect())
+}

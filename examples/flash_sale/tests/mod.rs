@@ -3,6 +3,8 @@
 //! Each test builds its own [`support::TestEnv`]; tests that touch Kafka run
 //! once on the in-process mock cluster and once on the real broker.
 
+mod consumer;
 mod demo;
 mod http;
+mod reconcile;
 mod support;

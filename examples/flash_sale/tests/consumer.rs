@@ -1,0 +1,647 @@
+//! The order consumer against MySQL, Redis and Kafka (mock and real):
+//! exact row counts, stock, refunds, redelivery and graceful stop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use seckill::stock_lua::{Deduction, Outcome};
+use sqlx::MySqlPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::support::{Broker, TestEnv};
+use crate::metrics::Metrics;
+use crate::orders::consumer::{
+    self, ConsumerDeps, ConsumerError, REASON_OUT_OF_STOCK, REASON_PER_USER_LIMIT,
+};
+use crate::orders::db::{self, Sku};
+use crate::orders::message::{self, Order};
+use crate::orders::producer;
+
+/// Longest wait for an outcome before the test fails.
+pub(super) const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it holds; fails the test after [`DEADLINE`].
+pub(super) async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "waited {DEADLINE:?} for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Puts SKU `id` on sale with `mysql` units in MySQL and `redis` in Redis.
+pub(super) async fn put_on_sale(env: &TestEnv, id: u64, mysql: u64, redis: u64) {
+    let sku = Sku {
+        id,
+        name: format!("sku {id}"),
+        price_cents: 100,
+        stock: mysql,
+    };
+    db::upsert_sku(&env.backends.db, &sku).await.unwrap();
+    env.backends
+        .stock
+        .set_stock(&id.to_string(), redis)
+        .await
+        .unwrap();
+}
+
+/// One order of one unit per user.
+pub(super) fn orders(sku: u64, users: std::ops::Range<u64>) -> Vec<Order> {
+    users
+        .map(|user| Order {
+            request_id: format!("req-{sku}-{user}"),
+            user_id: user,
+            sku_id: sku,
+            quantity: 1,
+        })
+        .collect()
+}
+
+/// Deducts `order` in Redis the way a purchase does; `limit` is the per-user limit.
+pub(super) async fn deduct(env: &TestEnv, order: &Order, limit: Option<u64>) {
+    let deduction = Deduction {
+        request_id: order.request_id.clone(),
+        user_id: order.user_id.to_string(),
+        items: vec![(order.sku_id.to_string(), u64::from(order.quantity))],
+        per_user_limit: limit,
+    };
+    let decision = env.backends.stock.deduct(&deduction).await.unwrap();
+    assert_eq!(decision.outcome, Outcome::Deducted, "{order:?}");
+}
+
+pub(super) async fn order_count(db: &MySqlPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+pub(super) async fn order_ids(db: &MySqlPool) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT request_id FROM orders")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+pub(super) async fn failed_orders(db: &MySqlPool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT request_id, reason FROM failed_orders ORDER BY request_id")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+pub(super) async fn mysql_stock(db: &MySqlPool, sku: u64) -> u64 {
+    db::load_sku(db, sku).await.unwrap().unwrap().stock
+}
+
+pub(super) async fn redis_stock(env: &TestEnv, sku: u64) -> i64 {
+    env.backends.stock.stock(&sku.to_string()).await.unwrap()
+}
+
+pub(super) fn producer(env: &TestEnv) -> FutureProducer {
+    env.backends.kafka.producer().unwrap()
+}
+
+pub(super) async fn publish(env: &TestEnv, producer: &FutureProducer, orders: &[Order]) {
+    producer::publish(producer, &env.services.topic, orders)
+        .await
+        .unwrap();
+}
+
+/// A consumer run in its own task.
+pub(super) struct Worker {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), ConsumerError>>,
+}
+
+impl Worker {
+    /// Starts a consumer in `group` counting into `metrics`.
+    pub(super) fn start(env: &TestEnv, group: &str, metrics: &Arc<Metrics>) -> Self {
+        let deps = ConsumerDeps {
+            kafka: Arc::clone(&env.backends.kafka),
+            group: group.to_owned(),
+            topic: env.services.topic.clone(),
+            db: env.backends.db.clone(),
+            stock: env.backends.stock.clone(),
+            metrics: Arc::clone(metrics),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(consumer::run(deps, stop.clone()));
+        Self { stop, task }
+    }
+
+    /// The test's own consumer group and metrics.
+    pub(super) fn start_default(env: &TestEnv) -> Self {
+        Self::start(env, &env.services.group, &env.backends.metrics)
+    }
+
+    /// Cancels and waits; the run must end with `Ok`.
+    pub(super) async fn stop(self) {
+        self.stop.cancel();
+        let result = tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the consumer did not stop")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
+/// 2,000 concurrent submissions through the order sink become exactly 2,000
+/// rows, and MySQL stock goes down by exactly 2,000 units.
+async fn creates_every_order(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let skus = [1, 2, 3, 4];
+    for sku in skus {
+        put_on_sale(&env, sku, 1_000, 1_000).await;
+    }
+    let worker = Worker::start_default(&env);
+    let state = env.backends.state(&env.sale).unwrap();
+    let all: Vec<Order> = skus.iter().flat_map(|&s| orders(s, 0..500)).collect();
+    let tasks: Vec<_> = all
+        .iter()
+        .cloned()
+        .map(|order| {
+            let sink = state.orders.clone();
+            tokio::spawn(async move { sink.submit(order).await.is_ok() })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    state.orders.shutdown().await;
+    let metrics = &env.backends.metrics;
+    assert_eq!(metrics.orders_published.get(), 2_000);
+    let db = &env.backends.db;
+    wait_until("2,000 orders in MySQL", || async {
+        order_count(db).await == 2_000
+    })
+    .await;
+    wait_until("the lag gauge back at 0", || async {
+        metrics.consumer_lag.get() == 0
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(order_count(db).await, 2_000);
+    let expected: BTreeSet<String> = all.iter().map(|o| o.request_id.clone()).collect();
+    assert_eq!(order_ids(db).await, expected);
+    for sku in skus {
+        assert_eq!(mysql_stock(db, sku).await, 500);
+    }
+    assert_eq!(metrics.orders_created.get(), 2_000);
+    assert_eq!(metrics.orders_duplicate.get(), 0);
+    assert_eq!(metrics.orders_failed.get(), 0);
+    assert_eq!(metrics.messages_malformed.get(), 0);
+    assert!(failed_orders(db).await.is_empty());
+    env.cleanup().await;
+}
+
+/// Orders delivered again (the same messages twice, one order three times in
+/// one message, a second consumer group replaying the topic) change nothing.
+async fn redelivery_is_a_no_op(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 1_000, 1_000).await;
+    put_on_sale(&env, 2, 1_000, 1_000).await;
+    let db = &env.backends.db;
+    let metrics = &env.backends.metrics;
+    let worker = Worker::start_default(&env);
+    let producer = producer(&env);
+    let first: Vec<Order> = orders(1, 0..150)
+        .into_iter()
+        .chain(orders(2, 0..150))
+        .collect();
+    publish(&env, &producer, &first).await;
+    wait_until("300 orders in MySQL", || async {
+        metrics.orders_created.get() == 300
+    })
+    .await;
+    assert_eq!(order_count(db).await, 300);
+
+    publish(&env, &producer, &first).await;
+    let repeated = orders(1, 500..501).remove(0);
+    publish(
+        &env,
+        &producer,
+        &[repeated.clone(), repeated.clone(), repeated],
+    )
+    .await;
+    wait_until("302 duplicates", || async {
+        metrics.orders_duplicate.get() == 302
+    })
+    .await;
+    assert_eq!(metrics.orders_created.get(), 301);
+    assert_eq!(order_count(db).await, 301);
+    assert_eq!(mysql_stock(db, 1).await, 1_000 - 151);
+    assert_eq!(mysql_stock(db, 2).await, 1_000 - 150);
+
+    // Another group replays all 603 orders from the start.
+    let replay = Arc::new(Metrics::default());
+    let other = Worker::start(&env, &format!("{}-replay", env.services.group), &replay);
+    wait_until("the replay to see 603 duplicates", || async {
+        replay.orders_duplicate.get() == 603
+    })
+    .await;
+    other.stop().await;
+    worker.stop().await;
+    assert_eq!(replay.orders_created.get(), 0);
+    assert_eq!(replay.orders_failed.get(), 0);
+    assert_eq!(metrics.orders_created.get(), 301);
+    assert_eq!(metrics.orders_duplicate.get(), 302);
+    assert_eq!(order_count(db).await, 301);
+    assert_eq!(mysql_stock(db, 1).await, 1_000 - 151);
+    assert_eq!(mysql_stock(db, 2).await, 1_000 - 150);
+    assert!(failed_orders(db).await.is_empty());
+    env.cleanup().await;
+}
+
+/// MySQL has fewer units than Redis sold: the extra orders are refused as
+/// `out_of_stock` and refunded in Redis; delivered again (even after MySQL
+/// got more stock) they stay refused and are not refunded twice.
+async fn out_of_stock_orders_are_refunded(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 5, 8).await;
+    let db = &env.backends.db;
+    let metrics = &env.backends.metrics;
+    let sold = orders(1, 1..9);
+    for order in &sold {
+        deduct(&env, order, Some(1)).await;
+    }
+    assert_eq!(redis_stock(&env, 1).await, 0);
+    let worker = Worker::start_default(&env);
+    let producer = producer(&env);
+    // One message: the first five take MySQL's five units.
+    publish(&env, &producer, &sold).await;
+    wait_until("3 refunds in Redis", || async {
+        redis_stock(&env, 1).await == 3
+    })
+    .await;
+    assert_eq!(metrics.orders_created.get(), 5);
+    assert_eq!(metrics.orders_failed.get(), 3);
+    assert_eq!(order_count(db).await, 5);
+    assert_eq!(mysql_stock(db, 1).await, 0);
+    let refused: Vec<(String, String)> = sold[5..]
+        .iter()
+        .map(|o| (o.request_id.clone(), REASON_OUT_OF_STOCK.to_owned()))
+        .collect();
+    assert_eq!(failed_orders(db).await, refused);
+    for (i, order) in sold.iter().enumerate() {
+        let record = env
+            .backends
+            .stock
+            .request(&order.request_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.refunded, i >= 5, "{order:?}");
+    }
+
+    // More units in MySQL, then everything again: nothing changes.
+    db::upsert_sku(
+        db,
+        &Sku {
+            id: 1,
+            name: "sku 1".into(),
+            price_cents: 100,
+            stock: 10,
+        },
+    )
+    .await
+    .unwrap();
+    publish(&env, &producer, &sold).await;
+    wait_until("8 duplicates", || async {
+        metrics.orders_duplicate.get() == 8
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(metrics.orders_created.get(), 5);
+    assert_eq!(metrics.orders_failed.get(), 3);
+    assert_eq!(order_count(db).await, 5);
+    assert_eq!(mysql_stock(db, 1).await, 10);
+    assert_eq!(failed_orders(db).await, refused);
+    assert_eq!(redis_stock(&env, 1).await, 3);
+    env.cleanup().await;
+}
+
+/// A second order of the same user and SKU (Redis lost the first one's
+/// count) is refused by the unique key and refunded.
+async fn second_order_of_a_user_is_refused(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 10, 10).await;
+    let db = &env.backends.db;
+    let metrics = &env.backends.metrics;
+    let first = Order {
+        request_id: "first".into(),
+        user_id: 9,
+        sku_id: 1,
+        quantity: 2,
+    };
+    let second = Order {
+        request_id: "second".into(),
+        quantity: 3,
+        ..first.clone()
+    };
+    deduct(&env, &first, None).await;
+    deduct(&env, &second, None).await;
+    assert_eq!(redis_stock(&env, 1).await, 5);
+    let worker = Worker::start_default(&env);
+    publish(&env, &producer(&env), &[first.clone(), second.clone()]).await;
+    wait_until("the second order refunded", || async {
+        redis_stock(&env, 1).await == 8
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(metrics.orders_created.get(), 1);
+    assert_eq!(metrics.orders_failed.get(), 1);
+    assert_eq!(order_ids(db).await, BTreeSet::from(["first".to_owned()]));
+    assert_eq!(mysql_stock(db, 1).await, 8);
+    assert_eq!(
+        failed_orders(db).await,
+        vec![("second".to_owned(), REASON_PER_USER_LIMIT.to_owned())]
+    );
+    let record = env.backends.stock.request("second").await.unwrap().unwrap();
+    assert!(record.refunded);
+    env.cleanup().await;
+}
+
+/// Undecodable payloads and unstorable orders are skipped; the orders after
+/// them on the same partition are created.
+async fn malformed_messages_are_skipped(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 100, 100).await;
+    let metrics = &env.backends.metrics;
+    let worker = Worker::start_default(&env);
+    let producer = producer(&env);
+    let bad_order = Order {
+        request_id: "has a space".into(),
+        user_id: 1,
+        sku_id: 1,
+        quantity: 1,
+    };
+    let payloads = [b"not json".to_vec(), message::encode(&[bad_order])];
+    for payload in &payloads {
+        let record = FutureRecord::to(&env.services.topic)
+            .key("1")
+            .payload(payload);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    publish(&env, &producer, &orders(1, 0..10)).await;
+    wait_until("10 orders created", || async {
+        metrics.orders_created.get() == 10
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(metrics.messages_malformed.get(), 2);
+    assert_eq!(order_count(&env.backends.db).await, 10);
+    assert_eq!(mysql_stock(&env.backends.db, 1).await, 90);
+    env.cleanup().await;
+}
+
+/// Every message of the topic: partition, offset, orders.
+async fn read_topic(env: &TestEnv, messages: usize) -> Vec<(i32, i64, Vec<Order>)> {
+    let reader: StreamConsumer = env
+        .backends
+        .kafka
+        .consumer(&format!("{}-reader", env.services.group))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..env.services.partitions {
+        list.add_partition_offset(&env.services.topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    reader.assign(&list).unwrap();
+    let mut out = Vec::new();
+    while out.len() < messages {
+        let msg = tokio::time::timeout(DEADLINE, reader.recv())
+            .await
+            .expect("the topic holds fewer messages than published")
+            .unwrap();
+        let orders = message::decode(msg.payload().unwrap()).unwrap();
+        out.push((msg.partition(), msg.offset(), orders));
+    }
+    tokio::task::spawn_blocking(move || drop(reader))
+        .await
+        .unwrap();
+    out
+}
+
+/// The offsets `group` committed, per partition.
+async fn committed(env: &TestEnv, group: &str) -> BTreeMap<i32, i64> {
+    let probe: StreamConsumer = env.backends.kafka.consumer(group).unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..env.services.partitions {
+        list.add_partition(&env.services.topic, partition);
+    }
+    tokio::task::spawn_blocking(move || {
+        let list = probe
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        list.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Stopped mid-stream, the consumer returns `Ok` with exactly the orders of
+/// its committed messages in MySQL; a restart in the same group creates the
+/// rest, none twice.
+async fn graceful_stop_then_restart(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let skus = [1, 2, 3, 4];
+    for sku in skus {
+        put_on_sale(&env, sku, 1_000, 1_000).await;
+    }
+    let db = &env.backends.db;
+    let producer = producer(&env);
+    // 20 messages of 100 orders.
+    for sku in skus {
+        for chunk in 0..5 {
+            publish(
+                &env,
+                &producer,
+                &orders(sku, chunk * 100..chunk * 100 + 100),
+            )
+            .await;
+        }
+    }
+    let first = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &first);
+    wait_until("a first order", || async { first.orders_created.get() > 0 }).await;
+    worker.stop().await;
+    let offsets = committed(&env, &env.services.group).await;
+    let written: BTreeSet<String> = read_topic(&env, 20)
+        .await
+        .into_iter()
+        .filter(|(partition, offset, _)| offsets.get(partition).is_some_and(|c| offset < c))
+        .flat_map(|(_, _, orders)| orders.into_iter().map(|o| o.request_id))
+        .collect();
+    assert!(!written.is_empty());
+    assert_eq!(order_ids(db).await, written);
+    assert_eq!(first.orders_created.get(), written.len() as u64);
+
+    let second = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &second);
+    wait_until("2,000 orders in MySQL", || async {
+        order_count(db).await == 2_000
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(
+        first.orders_created.get() + second.orders_created.get(),
+        2_000
+    );
+    // The restart starts after the committed offsets: nothing is seen twice.
+    assert_eq!(second.orders_duplicate.get(), 0);
+    let mut left = 0;
+    for sku in skus {
+        left += mysql_stock(db, sku).await;
+    }
+    assert_eq!(left, 4 * 1_000 - 2_000);
+    env.cleanup().await;
+}
+
+/// MySQL failing (the `orders` table gone): the consumer keeps its batch and
+/// commits no offset; stopped meanwhile it returns `Ok`, and once MySQL is
+/// back a new consumer in the group creates every order exactly once.
+async fn mysql_outage_keeps_the_batch(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale(&env, 1, 1_000, 1_000).await;
+    let db = &env.backends.db;
+    let producer = producer(&env);
+    let first = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &first);
+    publish(&env, &producer, &orders(1, 0..100)).await;
+    wait_until("100 orders in MySQL", || async {
+        first.orders_created.get() == 100
+    })
+    .await;
+    let before = committed(&env, &env.services.group).await;
+    assert_eq!(before.values().sum::<i64>(), 1, "one message consumed");
+
+    sqlx::query("RENAME TABLE orders TO orders_away")
+        .execute(db)
+        .await
+        .unwrap();
+    publish(&env, &producer, &orders(1, 100..200)).await;
+    // Let the consumer fetch the message and fail on it a few times.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.stop().await;
+    assert_eq!(committed(&env, &env.services.group).await, before);
+    assert_eq!(first.orders_created.get(), 100);
+    sqlx::query("RENAME TABLE orders_away TO orders")
+        .execute(db)
+        .await
+        .unwrap();
+
+    let second = Arc::new(Metrics::default());
+    let worker = Worker::start(&env, &env.services.group, &second);
+    wait_until("200 orders in MySQL", || async {
+        order_count(db).await == 200
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(second.orders_created.get(), 100);
+    assert_eq!(second.orders_duplicate.get(), 0);
+    assert_eq!(mysql_stock(db, 1).await, 800);
+    env.cleanup().await;
+}
+
+/// Two consumers in one group (scale out), the second joining mid-stream:
+/// the rebalance may hand a message to both, and still every order is
+/// created exactly once.
+async fn two_consumers_share_a_group(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    let skus = [1, 2, 3, 4, 5, 6];
+    for sku in skus {
+        put_on_sale(&env, sku, 1_000, 1_000).await;
+    }
+    let db = &env.backends.db;
+    let producer = producer(&env);
+    let (a, b) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+    let first = Worker::start(&env, &env.services.group, &a);
+    for chunk in 0..5 {
+        for sku in skus {
+            publish(
+                &env,
+                &producer,
+                &orders(sku, chunk * 100..chunk * 100 + 100),
+            )
+            .await;
+        }
+        if chunk == 1 {
+            wait_until("a first order", || async { a.orders_created.get() > 0 }).await;
+        }
+    }
+    let second = Worker::start(&env, &env.services.group, &b);
+    wait_until("3,000 orders in MySQL", || async {
+        order_count(db).await == 3_000
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
+    assert_eq!(order_count(db).await, 3_000);
+    assert_eq!(a.orders_created.get() + b.orders_created.get(), 3_000);
+    assert_eq!(a.orders_failed.get() + b.orders_failed.get(), 0);
+    for sku in skus {
+        assert_eq!(mysql_stock(db, sku).await, 500);
+    }
+    env.cleanup().await;
+}
+
+/// Each test once on the mock cluster and once on the real broker.
+macro_rules! on_both_brokers {
+    ($($test:ident),* $(,)?) => {
+        mod mock {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Broker::Mock).await;
+                }
+            )*
+        }
+        mod real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Broker::Real).await;
+                }
+            )*
+        }
+    };
+}
+pub(super) use on_both_brokers;
+
+on_both_brokers!(
+    creates_every_order,
+    redelivery_is_a_no_op,
+    out_of_stock_orders_are_refunded,
+    second_order_of_a_user_is_refused,
+    malformed_messages_are_skipped,
+    graceful_stop_then_restart,
+    mysql_outage_keeps_the_batch,
+    two_consumers_share_a_group,
+);
