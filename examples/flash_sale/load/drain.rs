@@ -94,8 +94,8 @@ async fn settled_ids(
     queued: &HashSet<String>,
 ) -> Result<usize, sqlx::Error> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT request_id FROM orders WHERE sku_id = ? \
-         UNION SELECT request_id FROM failed_orders WHERE sku_id = ?",
+        "SELECT CAST(request_id AS CHAR) FROM orders WHERE sku_id = ? \
+         UNION SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE sku_id = ?",
     )
     .bind(sku)
     .bind(sku)

@@ -52,15 +52,17 @@ impl Readback {
         sku: u64,
     ) -> Result<Self, ReadError> {
         let orders = sqlx::query_as::<_, OrderRecord>(
-            "SELECT request_id, user_id, quantity FROM orders WHERE sku_id = ?",
+            "SELECT CAST(request_id AS CHAR) AS request_id, user_id, quantity FROM orders WHERE sku_id = ?",
         )
         .bind(sku)
         .fetch_all(db)
         .await?;
-        let refused = sqlx::query_scalar("SELECT request_id FROM failed_orders WHERE sku_id = ?")
-            .bind(sku)
-            .fetch_all(db)
-            .await?;
+        let refused = sqlx::query_scalar(
+            "SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE sku_id = ?",
+        )
+        .bind(sku)
+        .fetch_all(db)
+        .await?;
         let mysql_stock = sqlx::query_scalar("SELECT stock FROM skus WHERE id = ?")
             .bind(sku)
             .fetch_optional(db)

@@ -361,7 +361,7 @@ async fn already_failed(
 ) -> Result<HashSet<String>, sqlx::Error> {
     let ids: BTreeSet<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
     let sql = format!(
-        "SELECT request_id FROM failed_orders WHERE request_id IN ({})",
+        "SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE request_id IN ({})",
         placeholders(ids.len())
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -390,11 +390,22 @@ async fn place(tx: &mut Transaction<'_, MySql>, order: &Order) -> Result<Placed,
     let id = match inserted {
         Ok(done) => done.last_insert_id(),
         Err(error) => {
-            return match unique_key(&error) {
-                Some(UniqueKey::Request) => Ok(Placed::Duplicate),
-                Some(UniqueKey::UserSku) => Ok(Placed::Refused(REASON_PER_USER_LIMIT)),
-                None => Err(error),
-            };
+            if unique_key(&error).is_none() {
+                return Err(error);
+            }
+            // A redelivered order violates both unique keys, and which one
+            // the server reports depends on its internal key order (MariaDB
+            // checks fixed-length keys first): ask which case this is.
+            let exists =
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM orders WHERE request_id = ?")
+                    .bind(&order.request_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            return Ok(if exists > 0 {
+                Placed::Duplicate
+            } else {
+                Placed::Refused(REASON_PER_USER_LIMIT)
+            });
         }
     };
     let taken = sqlx::query("UPDATE skus SET stock = stock - ? WHERE id = ? AND stock >= ?")

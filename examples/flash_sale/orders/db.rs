@@ -114,7 +114,8 @@ pub enum Stored {
 /// MySQL fails.
 pub async fn find_order(pool: &MySqlPool, request_id: &str) -> Result<Stored, sqlx::Error> {
     let order = sqlx::query_as::<_, OrderRow>(
-        "SELECT id, request_id, user_id, sku_id, quantity FROM orders WHERE request_id = ?",
+        "SELECT id, CAST(request_id AS CHAR) AS request_id, user_id, sku_id, quantity \
+         FROM orders WHERE request_id = ?",
     )
     .bind(request_id)
     .fetch_optional(pool)
@@ -146,8 +147,8 @@ pub async fn decided_requests(
     let mut marks = "?,".repeat(ids.len());
     marks.pop();
     let sql = format!(
-        "SELECT request_id FROM orders WHERE request_id IN ({marks}) \
-         UNION SELECT request_id FROM failed_orders WHERE request_id IN ({marks})"
+        "SELECT CAST(request_id AS CHAR) FROM orders WHERE request_id IN ({marks}) \
+         UNION SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE request_id IN ({marks})"
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
     for _ in 0..2 {

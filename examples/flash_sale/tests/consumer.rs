@@ -91,7 +91,7 @@ pub(super) async fn order_count(db: &MySqlPool) -> i64 {
 }
 
 pub(super) async fn order_ids(db: &MySqlPool) -> BTreeSet<String> {
-    sqlx::query_scalar::<_, String>("SELECT request_id FROM orders")
+    sqlx::query_scalar::<_, String>("SELECT CAST(request_id AS CHAR) FROM orders")
         .fetch_all(db)
         .await
         .unwrap()
@@ -100,7 +100,7 @@ pub(super) async fn order_ids(db: &MySqlPool) -> BTreeSet<String> {
 }
 
 pub(super) async fn failed_orders(db: &MySqlPool) -> Vec<(String, String)> {
-    sqlx::query_as("SELECT request_id, reason FROM failed_orders ORDER BY request_id")
+    sqlx::query_as("SELECT CAST(request_id AS CHAR), reason FROM failed_orders ORDER BY request_id")
         .fetch_all(db)
         .await
         .unwrap()
