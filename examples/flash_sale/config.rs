@@ -146,11 +146,12 @@ impl SaleSettings {
         Duration::from_millis(self.sold_out_recheck_ms)
     }
 
-    /// The defaults (tests and `demo` start from them).
+    /// The defaults (tests start from them).
     ///
     /// # Errors
     ///
     /// A malformed environment variable of these settings.
+    #[cfg(test)]
     pub fn defaults() -> Result<Self, clap::Error> {
         defaults()
     }

@@ -180,6 +180,7 @@ impl Metrics {
     }
 
     /// Purchase answers so far with `outcome`.
+    #[cfg(test)]
     pub fn outcome_count(&self, outcome: &str) -> u64 {
         OUTCOMES
             .iter()

@@ -104,12 +104,6 @@ impl OrderSink {
     pub async fn shutdown(&self) {
         self.batcher.shutdown().await;
     }
-
-    /// Orders queued so far, and orders handled (sent or failed).
-    pub fn progress(&self) -> (u64, u64) {
-        let stats = self.batcher.stats();
-        (stats.submitted, stats.handled + stats.failed)
-    }
 }
 
 /// Sends `orders` as one message per SKU (key = SKU id) and waits until Kafka
