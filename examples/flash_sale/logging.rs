@@ -2,6 +2,8 @@
 //! disk never stalls a request (the seed's logging bottleneck). Filter with
 //! `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +16,8 @@ pub fn init() -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: logs piped to a file stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer)
         .try_init()
         .ok()

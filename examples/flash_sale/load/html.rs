@@ -7,7 +7,7 @@ use super::report::{Interval, Report};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 240.0;
-const LEFT: f64 = 60.0;
+const LEFT: f64 = 76.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 20.0;
 const BOTTOM: f64 = 40.0;
@@ -105,7 +105,7 @@ fn chart(series: &[Series<'_>], unit: &str) -> String {
     let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">"
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" font-family=\"sans-serif\" font-size=\"11\">"
     );
     for step in 0..=4 {
         let value = max_y * f64::from(step) / 4.0;
@@ -122,7 +122,7 @@ fn chart(series: &[Series<'_>], unit: &str) -> String {
         let seconds = max_x * f64::from(step) / 4.0;
         let _ = writeln!(
             svg,
-            "<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{seconds:.1} s</text>",
+            "<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{seconds:.2} s</text>",
             tx = x(seconds),
             ty = HEIGHT - BOTTOM + 16.0,
         );
@@ -227,9 +227,9 @@ mod tests {
             points: vec![(0.0, 0.0), (2.0, 40.0), (4.0, 20.0)],
         }];
         let svg = chart(&series, "u");
-        // max x 4 s → right edge 700; max y 40 → nice 50 → 40 is at 4/5 of 180 px.
+        // x from 76 to 700 (max 4 s); max y 40 → nice 50 → 40 is at 4/5 of 180 px.
         assert!(
-            svg.contains("points=\"60.0,200.0 380.0,56.0 700.0,128.0\""),
+            svg.contains("points=\"76.0,200.0 388.0,56.0 700.0,128.0\""),
             "{svg}"
         );
     }
