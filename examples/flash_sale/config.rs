@@ -45,7 +45,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Services {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
     /// MySQL/MariaDB URL.
     #[arg(
@@ -56,25 +61,45 @@ pub struct Services {
     pub database_url: String,
     /// Kafka bootstrap servers (`host:port,…`). Empty or absent: librdkafka's
     /// in-process mock cluster.
-    #[arg(long, env = "KAFKA_BROKERS")]
+    #[arg(long, global = true, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
-    /// HTTP listen address (`demo` uses an ephemeral port when this is left at its default).
-    #[arg(long, env = "SECKILL_LISTEN", default_value = "127.0.0.1:8080")]
+    /// HTTP listen address (`demo` always uses an ephemeral port).
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// Bearer token of the admin routes; the admin routes are off without one.
-    #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// Kafka topic of the orders.
-    #[arg(long, env = "SECKILL_TOPIC", default_value = "seckill.orders")]
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_TOPIC",
+        default_value = "seckill.orders"
+    )]
     pub topic: String,
     /// Partitions of the topic when the app creates it.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, global = true, default_value_t = 3)]
     pub partitions: i32,
     /// Kafka consumer group of the order consumers.
-    #[arg(long, default_value = "seckill-orders")]
+    #[arg(long, global = true, default_value = "seckill-orders")]
     pub group: String,
     /// Redis namespace of the stock keys (the Redis Cluster hash tag).
-    #[arg(long, env = "SECKILL_NAMESPACE", default_value = "flash-sale")]
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_NAMESPACE",
+        default_value = "flash-sale"
+    )]
     pub namespace: String,
 }
 
@@ -92,51 +117,51 @@ impl Services {
 #[derive(Debug, Clone, Args)]
 pub struct SaleSettings {
     /// Units of one SKU a user may own.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1)]
     pub per_user_limit: u64,
     /// Largest quantity of one request.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, global = true, default_value_t = 10)]
     pub max_quantity: u32,
     /// Requests per second per client IP (token bucket rate).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, global = true, default_value_t = 50)]
     pub ip_rate: u32,
     /// Burst per client IP.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, global = true, default_value_t = 100)]
     pub ip_burst: u32,
     /// Requests per second per user.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1)]
     pub user_rate: u32,
     /// Burst per user.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, global = true, default_value_t = 3)]
     pub user_burst: u32,
     /// Requests per second reaching Redis from this instance (leaky bucket rate).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, global = true, default_value_t = 20_000)]
     pub global_rate: u32,
     /// Requests the leaky bucket holds before it turns requests away.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, global = true, default_value_t = 2_000)]
     pub global_capacity: u32,
     /// Take the client IP from the first `X-Forwarded-For` address (only
     /// behind a proxy that sets it; `demo` turns it on for its synthetic clients).
-    #[arg(long, env = "SECKILL_TRUST_FORWARDED_FOR")]
+    #[arg(long, global = true, env = "SECKILL_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
     /// How long a local sold-out flag answers before one request rechecks Redis (ms).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, global = true, default_value_t = 500)]
     pub sold_out_recheck_ms: u64,
     /// Request ids whose granted or over-the-limit answer this instance
     /// remembers, to replay it to a retry after the SKU sold out.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, global = true, default_value_t = 200_000)]
     pub remembered_answers: usize,
     /// Orders per Kafka batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, global = true, default_value_t = 256)]
     pub batch_size: usize,
     /// Longest wait of an order before its batch goes to Kafka (ms).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, global = true, default_value_t = 5)]
     pub batch_delay_ms: u64,
     /// Age of a deduction with no order before the reconciler republishes it (ms).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, global = true, default_value_t = 10_000)]
     pub reconcile_grace_ms: u64,
     /// Time between reconciler passes (ms).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, global = true, default_value_t = 2_000)]
     pub reconcile_every_ms: u64,
 }
 
