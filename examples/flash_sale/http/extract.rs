@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -74,5 +74,25 @@ impl FromRequestParts<AppState> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
         Ok(ClientIp(peer))
+    }
+}
+
+/// A SKU id from the path; anything but a `u64` is a 400 with a JSON error
+/// (axum's own `Path` rejection is plain text).
+#[derive(Debug, Clone, Copy)]
+pub struct SkuId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for SkuId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::BadRequest(format!("bad path: {e}")))?;
+        raw.parse().map(SkuId).map_err(|_| {
+            AppError::BadRequest(format!(
+                "sku_id must be an unsigned 64-bit integer, got {raw:?}"
+            ))
+        })
     }
 }

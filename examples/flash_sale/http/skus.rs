@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use seckill::stock_lua::MAX_STOCK;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::AppError;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, SkuId};
 use crate::orders::db::{self, Sku};
 use crate::state::AppState;
 
@@ -25,7 +25,7 @@ pub fn cache_key(state: &AppState, sku_id: u64) -> String {
 /// key however many callers), units left from Redis (live).
 pub async fn get_sku(
     State(state): State<AppState>,
-    Path(sku_id): Path<u64>,
+    SkuId(sku_id): SkuId,
 ) -> Result<Json<Value>, AppError> {
     let db = state.db.clone();
     let sku: Option<Sku> = state
@@ -69,7 +69,7 @@ pub struct SkuBody {
 /// disagree by those orders: restock between sales.
 pub async fn put_sku(
     State(state): State<AppState>,
-    Path(sku_id): Path<u64>,
+    SkuId(sku_id): SkuId,
     headers: HeaderMap,
     body: Result<JsonBody<SkuBody>, AppError>,
 ) -> Result<Json<Value>, AppError> {

@@ -467,10 +467,12 @@ async fn malformed_input_is_refused() {
         (StatusCode::ACCEPTED, json!("queued"))
     );
     // Bad paths and bad admin bodies.
-    assert_eq!(
-        client.get("/api/v1/skus/abc").await.0,
-        StatusCode::BAD_REQUEST
-    );
+    let (status, body) = client.get("/api/v1/skus/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("sku_id"), "{body}");
+    let (status, body) = client.get("/api/v1/skus/18446744073709551616").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string(), "{body}");
     let response = client
         .http
         .put(format!("{}/api/v1/admin/skus/1", client.base))
