@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::AppError;
 use crate::orders::db::{self, Stored};
+use crate::orders::message::MAX_REQUEST_ID;
 use crate::state::AppState;
 
 /// `created` (the MySQL order), `failed` (refused by MySQL and refunded, or
@@ -16,10 +17,10 @@ pub async fn order_status(
     State(state): State<AppState>,
     Path(request_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    if request_id.is_empty() || request_id.len() > super::seckill::MAX_REQUEST_ID {
-        return Err(AppError::BadRequest(
-            "request_id must be 1 to 64 characters".into(),
-        ));
+    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+        return Err(AppError::BadRequest(format!(
+            "request_id must be 1 to {MAX_REQUEST_ID} characters"
+        )));
     }
     let stored = db::find_order(&state.db, &request_id).await.map_err(|e| {
         tracing::error!(error = %e, "order lookup failed");

@@ -11,11 +11,9 @@ use serde_json::json;
 
 use super::error::AppError;
 use super::extract::{ClientIp, JsonBody};
+use crate::orders::message::{self, MAX_REQUEST_ID};
 use crate::sale::purchase::{self, Answer, Purchase, PurchaseError};
 use crate::state::AppState;
-
-/// Longest request id, in characters.
-pub const MAX_REQUEST_ID: usize = 64;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -34,15 +32,13 @@ fn one() -> u32 {
 impl SeckillBody {
     fn validate(self, max_quantity: u32) -> Result<Purchase, AppError> {
         let id = &self.request_id;
-        if id.is_empty() || id.len() > MAX_REQUEST_ID {
-            return Err(AppError::BadRequest(format!(
-                "request_id must be 1 to {MAX_REQUEST_ID} characters"
-            )));
-        }
-        if !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(AppError::BadRequest(
-                "request_id must be visible ASCII characters (no spaces)".into(),
-            ));
+        if !message::is_valid_request_id(id) {
+            let problem = if id.is_empty() || id.len() > MAX_REQUEST_ID {
+                format!("request_id must be 1 to {MAX_REQUEST_ID} characters")
+            } else {
+                "request_id must be visible ASCII characters (no spaces)".to_owned()
+            };
+            return Err(AppError::BadRequest(problem));
         }
         if self.quantity == 0 || self.quantity > max_quantity {
             return Err(AppError::BadRequest(format!(

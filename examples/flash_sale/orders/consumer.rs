@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::kafka::Kafka;
-use super::message::{self, Order};
+use super::message::{self, MAX_REQUEST_ID, Order};
 use crate::metrics::Metrics;
 
 /// Most orders in one batch (one MySQL transaction).
@@ -52,8 +52,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const LAG_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait for one partition's watermarks.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest request id MySQL stores (`orders.request_id VARCHAR(64)`).
-const MAX_REQUEST_ID: usize = 64;
 
 /// `failed_orders.reason` of an order MySQL had too few units for.
 pub const REASON_OUT_OF_STOCK: &str = "out_of_stock";
@@ -171,11 +169,7 @@ fn malformed(metrics: &Metrics, msg: &BorrowedMessage<'_>, error: &str) {
 /// characters and at least one unit. Checked before the transaction, so one
 /// bad order never fails its batch forever.
 pub fn storable(order: &Order) -> bool {
-    let id = order.request_id.as_bytes();
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID
-        && id.iter().all(|b| b.is_ascii_graphic())
-        && order.quantity >= 1
+    message::is_valid_request_id(&order.request_id) && order.quantity >= 1
 }
 
 /// Waits for the first message, then takes more until the batch is full or

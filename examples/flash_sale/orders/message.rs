@@ -6,6 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest request id, in bytes (`orders.request_id` is `VARCHAR(64)`).
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Whether `id` is a request id the app takes and MySQL stores: 1 to
+/// [`MAX_REQUEST_ID`] visible ASCII characters (no spaces).
+pub fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// One order: a deduction Redis granted, on its way to MySQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
