@@ -384,12 +384,15 @@ async fn place(tx: &mut Transaction<'_, MySql>, order: &Order) -> Result<Placed,
     let id = match inserted {
         Ok(done) => done.last_insert_id(),
         Err(error) => {
-            if unique_key(&error).is_none() {
-                return Err(error);
+            match unique_key(&error) {
+                None => return Err(error),
+                // The request id is in `orders`: certainly a redelivery.
+                Some(UniqueKey::Request) => return Ok(Placed::Duplicate),
+                // A redelivered order violates both unique keys, and which
+                // one the server reports depends on its internal key order:
+                // ask whether this request id is the one already there.
+                Some(UniqueKey::UserSku) => {}
             }
-            // A redelivered order violates both unique keys, and which one
-            // the server reports depends on its internal key order (MariaDB
-            // checks fixed-length keys first): ask which case this is.
             let exists =
                 sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM orders WHERE request_id = ?")
                     .bind(&order.request_id)
