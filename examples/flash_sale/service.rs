@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::producer::FutureProducer;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use seckill::cache_aside::{Backfill, Cache, Options};
 use seckill::stock_lua::StockStore;
@@ -134,10 +135,7 @@ impl Backends {
     /// Bad sale settings, or the producer could not be created.
     pub fn state(&self, sale: &SaleSettings) -> Result<AppState, StartError> {
         let limits = Limits::new(sale).map_err(|e| StartError::Config(e.to_string()))?;
-        let producer = self.kafka.producer().map_err(|source| StartError::Kafka {
-            brokers: self.kafka.brokers().to_owned(),
-            source,
-        })?;
+        let producer = self.producer()?;
         let orders = OrderSink::new(
             producer,
             self.services.topic.clone(),
@@ -169,6 +167,14 @@ impl Backends {
         }))
     }
 
+    /// A Kafka producer, its error naming the brokers.
+    fn producer(&self) -> Result<FutureProducer, StartError> {
+        self.kafka.producer().map_err(|source| StartError::Kafka {
+            brokers: self.kafka.brokers().to_owned(),
+            source,
+        })
+    }
+
     /// Starts the order consumer.
     pub fn spawn_consumer(&self, shutdown: CancellationToken) -> JoinHandle<()> {
         let deps = ConsumerDeps {
@@ -196,10 +202,7 @@ impl Backends {
         sale: &SaleSettings,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, StartError> {
-        let producer = self.kafka.producer().map_err(|source| StartError::Kafka {
-            brokers: self.kafka.brokers().to_owned(),
-            source,
-        })?;
+        let producer = self.producer()?;
         let reconciler = Reconciler::new(
             self.db.clone(),
             self.stock.clone(),

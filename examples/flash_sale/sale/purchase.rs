@@ -108,13 +108,12 @@ pub async fn purchase(
         });
     }
     let deduction = Deduction {
-        request_id: purchase.request_id.clone(),
+        request_id: purchase.request_id,
         user_id: purchase.user_id.to_string(),
         items: vec![(purchase.sku_id.to_string(), u64::from(purchase.quantity))],
         per_user_limit: Some(PER_USER_LIMIT),
     };
     state.metrics.redis_deductions.inc();
-    let request_id = purchase.request_id.clone();
     let decision = state.stock.deduct(&deduction).await.map_err(|e| match e {
         StockError::UnknownSku { .. } => PurchaseError::UnknownSku(purchase.sku_id),
         other => PurchaseError::Stock(other),
@@ -125,7 +124,7 @@ pub async fn purchase(
             // died in between, is recovered by the reconciler).
             if !decision.replayed {
                 let order = Order {
-                    request_id: purchase.request_id,
+                    request_id: deduction.request_id.clone(),
                     user_id: purchase.user_id,
                     sku_id: purchase.sku_id,
                     quantity: purchase.quantity,
@@ -148,7 +147,7 @@ pub async fn purchase(
         _ => Answer::Cancelled,
     };
     if matches!(answer, Answer::Queued | Answer::LimitExceeded) {
-        state.answered.remember(&request_id, answer);
+        state.answered.remember(&deduction.request_id, answer);
     }
     Ok(answer)
 }
