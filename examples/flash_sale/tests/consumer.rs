@@ -2,9 +2,8 @@
 //! exact row counts, stock, refunds, redelivery and graceful stop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -15,7 +14,7 @@ use sqlx::MySqlPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::support::{Broker, TestEnv};
+use super::support::{Broker, DEADLINE, TestEnv, mysql_stock, wait_until};
 use crate::metrics::Metrics;
 use crate::orders::consumer::{
     self, ConsumerDeps, ConsumerError, REASON_OUT_OF_STOCK, REASON_PER_USER_LIMIT,
@@ -23,25 +22,6 @@ use crate::orders::consumer::{
 use crate::orders::db::{self, Sku};
 use crate::orders::message::{self, Order};
 use crate::orders::producer;
-
-/// Longest wait for an outcome before the test fails.
-pub(super) const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `check` until it holds; fails the test after [`DEADLINE`].
-pub(super) async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "waited {DEADLINE:?} for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Puts SKU `id` on sale with `mysql` units in MySQL and `redis` in Redis.
 pub(super) async fn put_on_sale(env: &TestEnv, id: u64, mysql: u64, redis: u64) {
@@ -104,10 +84,6 @@ pub(super) async fn failed_orders(db: &MySqlPool) -> Vec<(String, String)> {
         .fetch_all(db)
         .await
         .unwrap()
-}
-
-pub(super) async fn mysql_stock(db: &MySqlPool, sku: u64) -> u64 {
-    db::load_sku(db, sku).await.unwrap().unwrap().stock
 }
 
 pub(super) async fn redis_stock(env: &TestEnv, sku: u64) -> i64 {

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{ADMIN_TOKEN, Broker, TestEnv};
+use super::support::{ADMIN_TOKEN, Broker, TestEnv, mysql_stock, wait_within};
 use crate::service::Running;
 
 /// A client for one running instance.
@@ -84,14 +84,6 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-async fn mysql_stock(env: &TestEnv, sku: u64) -> u64 {
-    sqlx::query_scalar("SELECT stock FROM skus WHERE id = ?")
-        .bind(sku)
-        .fetch_one(&env.backends.db)
-        .await
-        .unwrap()
 }
 
 async fn order_count(env: &TestEnv, sku: u64) -> i64 {
@@ -180,7 +172,7 @@ async fn purchase_outcomes(broker: Broker) {
         json!({ "status": "not_found", "request_id": "nobody" })
     );
     assert_eq!(order_count(&env, 7).await, 3);
-    assert_eq!(mysql_stock(&env, 7).await, 0);
+    assert_eq!(mysql_stock(&env.backends.db, 7).await, 0);
 
     // The SKU through the cache, with the live stock.
     let (status, body) = client.get("/api/v1/skus/7").await;
@@ -251,13 +243,12 @@ async fn crowd_never_oversells(broker: Broker) {
         .filter(|a| a.as_ref().unwrap() == "sold_out")
         .count();
     assert_eq!((queued, sold_out), (500, 2_500));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while order_count(&env, 1).await < 500 {
-        assert!(Instant::now() < deadline, "orders did not reach MySQL");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_within("orders in MySQL", Duration::from_secs(60), || async {
+        order_count(&env, 1).await >= 500
+    })
+    .await;
     assert_eq!(order_count(&env, 1).await, 500);
-    assert_eq!(mysql_stock(&env, 1).await, 0);
+    assert_eq!(mysql_stock(&env.backends.db, 1).await, 0);
     assert_eq!(env.backends.stock.stock("1").await.unwrap(), 0);
     running.shutdown().await;
     env.cleanup().await;
@@ -576,7 +567,7 @@ async fn admin_updates_sku_and_cache() {
         (sku["name"].clone(), sku["stock"].clone()),
         (json!("watch II"), json!(6))
     );
-    assert_eq!(mysql_stock(&env, 5).await, 6);
+    assert_eq!(mysql_stock(&env.backends.db, 5).await, 6);
     assert_eq!(env.backends.stock.stock("5").await.unwrap(), 6);
     running.shutdown().await;
 
@@ -631,15 +622,14 @@ async fn shutdown_loses_nothing(broker: Broker) {
     // The rest of the orders are consumed after a restart, none twice.
     let stop = tokio_util::sync::CancellationToken::new();
     let consumer = env.backends.spawn_consumer(stop.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while order_count(&env, 3).await < 400 {
-        assert!(Instant::now() < deadline, "orders did not reach MySQL");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_within("orders in MySQL", Duration::from_secs(60), || async {
+        order_count(&env, 3).await >= 400
+    })
+    .await;
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(order_count(&env, 3).await, 400);
-    assert_eq!(mysql_stock(&env, 3).await, 0);
+    assert_eq!(mysql_stock(&env.backends.db, 3).await, 0);
     env.cleanup().await;
 }
 
@@ -711,11 +701,10 @@ async fn serve_stops_cleanly_on_sigterm() {
     // Everything queued reached Kafka: a consumer creates all five orders.
     let stop = tokio_util::sync::CancellationToken::new();
     let consumer = env.backends.spawn_consumer(stop.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while order_count(&env, 1).await < 5 {
-        assert!(Instant::now() < deadline, "orders did not reach MySQL");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_within("orders in MySQL", Duration::from_secs(60), || async {
+        order_count(&env, 1).await >= 5
+    })
+    .await;
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(order_count(&env, 1).await, 5);

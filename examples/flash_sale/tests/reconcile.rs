@@ -9,10 +9,9 @@ use rdkafka::producer::FutureProducer;
 use seckill::stock_lua::{Deduction, LogKind};
 
 use super::consumer::{
-    Worker, deduct, mysql_stock, on_both_brokers, order_count, order_ids, orders, put_on_sale,
-    redis_stock, wait_until,
+    Worker, deduct, on_both_brokers, order_count, order_ids, orders, put_on_sale, redis_stock,
 };
-use super::support::{Broker, TestEnv};
+use super::support::{Broker, TestEnv, mysql_stock, wait_until};
 use crate::orders::kafka::Kafka;
 use crate::orders::producer::{BatchSettings, OrderSink};
 use crate::reconcile::{PassReport, Reconciler};

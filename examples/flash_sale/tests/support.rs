@@ -2,14 +2,49 @@
 //! Kafka topic and consumer group, on the real services (Kafka: the broker
 //! at `KAFKA_BROKERS`, default 127.0.0.1:9092, or the in-process mock cluster).
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use sqlx::Connection;
 use sqlx::mysql::MySqlConnection;
+use sqlx::{Connection, MySqlPool};
 use tokio::net::TcpListener;
 
 use crate::config::{SaleSettings, Services};
 use crate::service::{Backends, Running};
+
+/// Longest wait for an outcome before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it holds; fails the test after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_within(what, DEADLINE, check).await;
+}
+
+/// Polls `check` until it holds; fails the test after `limit`.
+pub async fn wait_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "waited {limit:?} for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Units of `sku` left in MySQL.
+pub async fn mysql_stock(db: &MySqlPool, sku: u64) -> u64 {
+    crate::orders::db::load_sku(db, sku)
+        .await
+        .unwrap()
+        .unwrap()
+        .stock
+}
 
 /// Which Kafka a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
