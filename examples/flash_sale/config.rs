@@ -116,10 +116,12 @@ impl Services {
 /// Limits and timings of the sale.
 #[derive(Debug, Clone, Args)]
 pub struct SaleSettings {
-    /// Units of one SKU a user may own.
+    /// Units of one SKU a buyer may hold across all their requests (1–1,000;
+    /// recorded on the SKU when the admin route sets it up, and enforced
+    /// again by the consumer in MySQL). Every instance of a sale must use the same.
     #[arg(long, global = true, default_value_t = 1)]
     pub per_user_limit: u64,
-    /// Largest quantity of one request.
+    /// Largest quantity of one request (1–1,000).
     #[arg(long, global = true, default_value_t = 10)]
     pub max_quantity: u32,
     /// Requests per second per client IP (token bucket rate).
@@ -165,10 +167,77 @@ pub struct SaleSettings {
     pub reconcile_every_ms: u64,
 }
 
+/// A sale setting out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{flag} must be {min} to {max}, got {value}")]
+pub struct RangeError {
+    /// The flag, without its dashes.
+    pub flag: &'static str,
+    /// What was given.
+    pub value: u64,
+    /// Smallest valid value.
+    pub min: u64,
+    /// Largest valid value.
+    pub max: u64,
+}
+
 impl SaleSettings {
-    /// How long a local sold-out flag answers.
-    pub fn sold_out_recheck(&self) -> Duration {
-        Duration::from_millis(self.sold_out_recheck_ms)
+    /// Every number with its flag and valid range (also in `--help`'s
+    /// README table). The upper bounds keep every per-request and per-pass
+    /// cost bounded; none is a limit a real sale reaches.
+    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 14] {
+        let n = |v: u32| u64::from(v);
+        [
+            ("per-user-limit", self.per_user_limit, 1, 1_000),
+            ("max-quantity", n(self.max_quantity), 1, 1_000),
+            ("ip-rate", n(self.ip_rate), 1, 10_000_000),
+            ("ip-burst", n(self.ip_burst), 1, 10_000_000),
+            ("user-rate", n(self.user_rate), 1, 10_000_000),
+            ("user-burst", n(self.user_burst), 1, 10_000_000),
+            ("global-rate", n(self.global_rate), 1, 10_000_000),
+            ("global-capacity", n(self.global_capacity), 1, 10_000_000),
+            ("sold-out-recheck-ms", self.sold_out_recheck_ms, 1, 60_000),
+            ("remembered-answers", self.remembered_answers as u64, 1, 10_000_000),
+            ("batch-size", self.batch_size as u64, 1, 10_000),
+            ("batch-delay-ms", self.batch_delay_ms, 1, 10_000),
+            ("reconcile-grace-ms", self.reconcile_grace_ms, 0, 86_400_000),
+            ("reconcile-every-ms", self.reconcile_every_ms, 10, 3_600_000),
+        ]
+    }
+
+    /// Checks every number against its range.
+    ///
+    /// # Errors
+    ///
+    /// The first setting out of range, naming its flag and range.
+    pub fn validate(&self) -> Result<(), RangeError> {
+        for (flag, value, min, max) in self.ranges() {
+            if !(min..=max).contains(&value) {
+                return Err(RangeError {
+                    flag,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The domain's rules of the sale.
+    pub fn rules(&self) -> crate::domain::sale::SaleRules {
+        crate::domain::sale::SaleRules {
+            per_user_limit: self.per_user_limit,
+            max_quantity: self.max_quantity,
+            ip_rate: self.ip_rate,
+            ip_burst: self.ip_burst,
+            user_rate: self.user_rate,
+            user_burst: self.user_burst,
+            global_rate: self.global_rate,
+            global_capacity: self.global_capacity,
+            sold_out_recheck: Duration::from_millis(self.sold_out_recheck_ms),
+            remembered_answers: self.remembered_answers,
+        }
     }
 
     /// The defaults (tests start from them).
@@ -240,4 +309,15 @@ impl LoadSettings {
 fn defaults<T: Args + FromArgMatches>() -> Result<T, clap::Error> {
     let command = T::augment_args(clap::Command::new("flash_sale"));
     T::from_arg_matches(&command.try_get_matches_from(["flash_sale"])?)
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, host)) => match credentials.rsplit_once(':') {
+            Some((user, _)) if !user.ends_with('/') => format!("{user}:***@{host}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }

@@ -15,25 +15,27 @@
 //! local ones) and uses librdkafka's in-process mock cluster unless
 //! `--kafka-brokers`/`KAFKA_BROKERS` names real brokers.
 //!
-//! The request flow (see the README for the picture):
-//! `http` validates → `sale` limits, checks the local sold-out flag and
-//! deducts in Redis (`seckill-stock-lua`) → `orders::producer` batches the
-//! granted order to Kafka (`seckill-batcher`) → `orders::consumer` writes it
-//! to MySQL → `reconcile` republishes any deduction that never became an order.
+//! The request flow (see the README for the picture and the folders):
+//! `http` parses → `domain::sale` limits, checks the local sold-out flag and
+//! deducts through the stock ledger (`redis::stock`, `seckill-stock-lua`) →
+//! `kafka::producer` batches the granted order to Kafka (`seckill-batcher`) →
+//! `kafka::consumer` hands each batch to `store` (MySQL) → `reconcile`
+//! republishes any deduction that never became an order.
 
 // A binary: `pub` marks what a module offers the rest of the app, not a public API.
 #![allow(unreachable_pub)]
 
+mod app;
 mod config;
+mod domain;
 mod http;
+mod kafka;
 mod load;
 mod logging;
 mod metrics;
-mod orders;
 mod reconcile;
-mod sale;
-mod service;
-mod state;
+mod redis;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Cli, Command, LoadSettings, SaleSettings, Services};
-use crate::service::{Backends, Running};
+use crate::app::{Backends, Running};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -95,7 +97,7 @@ async fn demo(
         .admin_token
         .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string())
         .clone();
-    let signal = service::shutdown_signal()?;
+    let signal = app::shutdown_signal()?;
     let mut sale = sale.clone();
     // The load's virtual users come from one address; let them say which IP they are.
     sale.trust_forwarded_for = true;
@@ -123,7 +125,7 @@ pub(crate) async fn serve(
     services: &Services,
     sale: &SaleSettings,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let signal = service::shutdown_signal()?;
+    let signal = app::shutdown_signal()?;
     let backends = Backends::connect(services).await?;
     let listener = TcpListener::bind(services.listen).await?;
     let running = Running::start(&backends, sale, listener)?;
@@ -142,7 +144,7 @@ pub(crate) async fn serve(
 
 /// The consumer alone until SIGINT/SIGTERM.
 async fn consume(services: &Services) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let signal = service::shutdown_signal()?;
+    let signal = app::shutdown_signal()?;
     let backends = Backends::connect(services).await?;
     let stop = CancellationToken::new();
     let consumer = backends.spawn_consumer(stop.clone());

@@ -1,131 +1,105 @@
-//! Counters, gauges and histograms, rendered as Prometheus text at `/metrics`.
+//! The app's metrics, on `prometheus-client` (the Prometheus project's own
+//! Rust client), rendered as OpenMetrics text at `/metrics`.
 //!
-//! Hand-rolled on atomics: a handful of series does not justify a metrics
-//! stack, and every update is one relaxed atomic add on the hot path.
+//! Why this client and not `metrics` + `metrics-exporter-prometheus`: every
+//! series here is a typed field that code updates directly (one atomic add,
+//! no name lookup on the hot path), and the registry is a value, not a
+//! process-wide recorder, so each instance (and each test, many of which
+//! run in one process) counts on its own.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::fmt;
+use std::sync::{PoisonError, RwLock};
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The count so far.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Every answer `POST /api/v1/seckill` can give, as the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Granted.
+    Queued,
+    /// Sold out.
+    SoldOut,
+    /// Fewer units left than asked for.
+    Insufficient,
+    /// Over the per-user limit.
+    LimitExceeded,
+    /// Cancelled by an earlier refund.
+    Cancelled,
+    /// Turned away by a rate limit.
+    RateLimited,
+    /// Malformed request (400, 413).
+    BadRequest,
+    /// Unknown SKU (404).
+    NotFound,
+    /// A service failed (503).
+    Error,
 }
 
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Queued,
+        Outcome::SoldOut,
+        Outcome::Insufficient,
+        Outcome::LimitExceeded,
+        Outcome::Cancelled,
+        Outcome::RateLimited,
+        Outcome::BadRequest,
+        Outcome::NotFound,
+        Outcome::Error,
+    ];
 
-impl Gauge {
-    /// Sets the value.
-    pub fn set(&self, value: i64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-
-    /// The value.
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A histogram with fixed upper bounds.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One count per bound, plus `+Inf`.
-    counts: Box<[AtomicU64]>,
-    /// Sum of the observations, in millionths.
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::SoldOut => "sold_out",
+            Outcome::Insufficient => "insufficient",
+            Outcome::LimitExceeded => "limit_exceeded",
+            Outcome::Cancelled => "cancelled",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::BadRequest => "bad_request",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
         }
     }
+}
 
-    /// Records one observation.
-    pub fn observe(&self, value: f64) {
-        let slot = self
-            .bounds
-            .iter()
-            .position(|&bound| value <= bound)
-            .unwrap_or(self.bounds.len());
-        if let Some(count) = self.counts.get(slot) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        // Float to integer `as` saturates; negative observations count as 0.
-        self.sum_micros
-            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    /// Records a duration in seconds.
-    pub fn observe_duration(&self, elapsed: Duration) {
-        self.observe(elapsed.as_secs_f64());
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(self.counts.iter()) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let total = self.count();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
     }
 }
 
-/// Every answer `POST /api/v1/seckill` can give, as a metric label.
-pub const OUTCOMES: [&str; 8] = [
-    "queued",
-    "sold_out",
-    "insufficient",
-    "limit_exceeded",
-    "rate_limited",
-    "bad_request",
-    "not_found",
-    "error",
-];
+/// The label set of `seckill_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Outcome,
+}
 
-const LATENCY_BOUNDS: &[f64] = &[
+const LATENCY_BOUNDS: [f64; 12] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
-const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const BATCH_BOUNDS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
-/// The app's metrics: one instance shared by the HTTP handlers, the producer,
-/// the consumer and the reconciler.
+/// The app's metrics: one instance shared by the sale, the handlers, the
+/// producer, the consumer and the reconciler.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Purchase answers by outcome, indexed like [`OUTCOMES`].
-    requests: [Counter; OUTCOMES.len()],
-    /// Latency of `POST /api/v1/seckill`.
+    registry: RwLock<Registry>,
+    requests: Family<OutcomeLabel, Counter>,
+    /// Latency of `POST /api/v1/seckill`, in seconds.
     pub request_seconds: Histogram,
     /// Purchase answers given from the local sold-out flag (no Redis call).
     pub sold_out_local: Counter,
@@ -153,8 +127,9 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            requests: Default::default(),
+        let metrics = Self {
+            registry: RwLock::new(Registry::default()),
+            requests: Family::default(),
             request_seconds: Histogram::new(LATENCY_BOUNDS),
             sold_out_local: Counter::default(),
             redis_deductions: Counter::default(),
@@ -167,109 +142,107 @@ impl Default for Metrics {
             messages_malformed: Counter::default(),
             consumer_lag: Gauge::default(),
             reconciler_republished: Counter::default(),
+        };
+        // Every outcome shows from the start, at 0.
+        for outcome in Outcome::ALL {
+            let _ = metrics.requests.get_or_create(&OutcomeLabel { outcome });
         }
+        metrics.register_all();
+        metrics
     }
 }
 
 impl Metrics {
-    /// Counts one purchase answer; `outcome` is one of [`OUTCOMES`].
-    pub fn count_outcome(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.requests[i].inc();
+    /// Registers the series (clones share their values with the fields).
+    fn register_all(&self) {
+        let mut r = self.registry.write().unwrap_or_else(PoisonError::into_inner);
+        let counters: [(&str, &str, &Counter); 9] = [
+            ("seckill_sold_out_local", "Answers given from the local sold-out flag.", &self.sold_out_local),
+            ("seckill_redis_deductions", "Deduction script calls.", &self.redis_deductions),
+            ("seckill_orders_published", "Orders acknowledged by Kafka.", &self.orders_published),
+            ("seckill_orders_publish_failed", "Orders Kafka did not take after every retry.", &self.orders_publish_failed),
+            ("seckill_orders_created", "Orders written to MySQL.", &self.orders_created),
+            ("seckill_orders_duplicate", "Redelivered orders already in MySQL.", &self.orders_duplicate),
+            ("seckill_orders_failed", "Orders refused by MySQL and refunded.", &self.orders_failed),
+            ("seckill_messages_malformed", "Kafka messages that could not be decoded.", &self.messages_malformed),
+            ("seckill_reconciler_republished", "Orders republished by the reconciler.", &self.reconciler_republished),
+        ];
+        r.register("seckill_requests", "Purchase requests by outcome.", self.requests.clone());
+        r.register(
+            "seckill_request_duration_seconds",
+            "Latency of POST /api/v1/seckill.",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "seckill_kafka_batch_orders",
+            "Orders per batch sent to Kafka.",
+            self.batch_orders.clone(),
+        );
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
         }
+        r.register(
+            "seckill_consumer_lag_messages",
+            "Messages behind the end of the consumer's partitions.",
+            self.consumer_lag.clone(),
+        );
+    }
+
+    /// Counts one purchase answer.
+    pub fn count_outcome(&self, outcome: Outcome) {
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Purchase answers so far with `outcome`.
     #[cfg(test)]
-    pub fn outcome_count(&self, outcome: &str) -> u64 {
-        OUTCOMES
-            .iter()
-            .position(|o| *o == outcome)
-            .map_or(0, |i| self.requests[i].get())
+    pub fn outcome_count(&self, outcome: Outcome) -> u64 {
+        self.requests.get_or_create(&OutcomeLabel { outcome }).get()
     }
 
-    /// Prometheus text exposition of every series, plus `extra` counters
-    /// (`name`, `help`, `value`) owned by others, such as the cache's.
-    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
+    /// Adds counters that another part owns and reads at each scrape
+    /// (the SKU cache's statistics): `read` gives `(name, help, value)`
+    /// triples, names without the `_total` suffix.
+    pub fn add_counters<F>(&self, read: F)
+    where
+        F: Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync + 'static,
+    {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register_collector(Box::new(ReadCounters(Box::new(read))));
+    }
+
+    /// OpenMetrics text of every series ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let name = "seckill_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Purchase requests by outcome.\n# TYPE {name} counter"
-        );
-        for (outcome, counter) in OUTCOMES.iter().zip(self.requests.iter()) {
-            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", counter.get());
+        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            // Writing into a String cannot fail; say so if it ever does.
+            tracing::error!(%error, "could not render the metrics");
         }
-        self.request_seconds.render(
-            &mut out,
-            "seckill_request_duration_seconds",
-            "Latency of POST /api/v1/seckill.",
-        );
-        self.batch_orders.render(
-            &mut out,
-            "seckill_kafka_batch_orders",
-            "Orders per batch sent to Kafka.",
-        );
-        let counters: [(&str, &str, u64); 9] = [
-            (
-                "seckill_sold_out_local_total",
-                "Answers given from the local sold-out flag.",
-                self.sold_out_local.get(),
-            ),
-            (
-                "seckill_redis_deductions_total",
-                "Deduction script calls.",
-                self.redis_deductions.get(),
-            ),
-            (
-                "seckill_orders_published_total",
-                "Orders acknowledged by Kafka.",
-                self.orders_published.get(),
-            ),
-            (
-                "seckill_orders_publish_failed_total",
-                "Orders Kafka did not take after every retry.",
-                self.orders_publish_failed.get(),
-            ),
-            (
-                "seckill_orders_created_total",
-                "Orders written to MySQL.",
-                self.orders_created.get(),
-            ),
-            (
-                "seckill_orders_duplicate_total",
-                "Redelivered orders already in MySQL.",
-                self.orders_duplicate.get(),
-            ),
-            (
-                "seckill_orders_failed_total",
-                "Orders refused by MySQL and refunded.",
-                self.orders_failed.get(),
-            ),
-            (
-                "seckill_messages_malformed_total",
-                "Kafka messages that could not be decoded.",
-                self.messages_malformed.get(),
-            ),
-            (
-                "seckill_reconciler_republished_total",
-                "Orders republished by the reconciler.",
-                self.reconciler_republished.get(),
-            ),
-        ];
-        for (name, help, value) in counters.iter().chain(extra) {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        let name = "seckill_consumer_lag_messages";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Messages behind the end of the consumer's partitions.\n# TYPE {name} gauge\n{name} {}",
-            self.consumer_lag.get()
-        );
         out
+    }
+}
+
+/// Counters read at scrape time.
+type ReadFn = Box<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
+
+struct ReadCounters(ReadFn);
+
+impl fmt::Debug for ReadCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadCounters")
+    }
+}
+
+impl Collector for ReadCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        for (name, help, value) in (self.0)() {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -278,28 +251,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new(&[1.0, 2.0]);
-        for v in [0.5, 1.5, 1.5, 9.0] {
-            h.observe(v);
-        }
-        let mut out = String::new();
-        h.render(&mut out, "x", "help");
-        assert!(out.contains("x_bucket{le=\"1\"} 1\n"));
-        assert!(out.contains("x_bucket{le=\"2\"} 3\n"));
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\n"));
-        assert!(out.contains("x_sum 12.5\nx_count 4\n"));
-    }
-
-    #[test]
-    fn outcomes_are_counted_by_label() {
+    fn renders_every_outcome_counters_and_histograms() {
         let m = Metrics::default();
-        m.count_outcome("queued");
-        m.count_outcome("queued");
-        m.count_outcome("no such outcome");
-        assert_eq!(m.outcome_count("queued"), 2);
-        let text = m.render(&[("cache_hits_total", "Hits.", 7)]);
-        assert!(text.contains("seckill_requests_total{outcome=\"queued\"} 2\n"));
-        assert!(text.contains("cache_hits_total 7\n"));
+        m.count_outcome(Outcome::Queued);
+        m.count_outcome(Outcome::Queued);
+        m.count_outcome(Outcome::Cancelled);
+        m.orders_created.inc_by(3);
+        for v in [0.000_1, 0.003, 9.0] {
+            m.request_seconds.observe(v);
+        }
+        m.add_counters(|| vec![("seckill_cache_hits", "Hits.", 7)]);
+        assert_eq!(m.outcome_count(Outcome::Queued), 2);
+        let text = m.render();
+        for line in [
+            "seckill_requests_total{outcome=\"queued\"} 2\n",
+            "seckill_requests_total{outcome=\"cancelled\"} 1\n",
+            "seckill_requests_total{outcome=\"error\"} 0\n",
+            "seckill_orders_created_total 3\n",
+            "seckill_request_duration_seconds_count 3\n",
+            "seckill_request_duration_seconds_bucket{le=\"0.00025\"} 1\n",
+            "seckill_request_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "seckill_consumer_lag_messages 0\n",
+            "seckill_cache_hits_total 7\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }

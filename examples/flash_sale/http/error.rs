@@ -59,3 +59,11 @@ impl IntoResponse for AppError {
         response
     }
 }
+
+impl From<crate::domain::ports::Unavailable> for AppError {
+    /// Logged with its detail; the client hears which service to retry.
+    fn from(error: crate::domain::ports::Unavailable) -> Self {
+        tracing::error!(%error, "a service failed");
+        AppError::Unavailable(format!("{} is unavailable; retry", error.service))
+    }
+}

@@ -1,30 +1,39 @@
-//! The HTTP API.
+//! The HTTP API: handlers parse the request, call the domain, and map its
+//! answer to a status and a JSON body. No rule, SQL, Redis or Kafka call
+//! lives here.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod orders;
 pub mod seckill;
 pub mod skus;
+pub mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 
-use crate::state::AppState;
+use self::state::HttpState;
 
 /// The routes, ready to serve or to test with `oneshot`.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: HttpState) -> Router {
+    let admin = state.admin.clone();
     let mut router = Router::new()
         .route("/api/v1/seckill", post(seckill::seckill))
         .route("/api/v1/orders/{request_id}", get(orders::order_status))
         .route("/api/v1/skus/{sku_id}", get(skus::get_sku))
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics));
-    if state.admin_token.is_some() {
-        router = router.route("/api/v1/admin/skus/{sku_id}", put(skus::put_sku));
+        .route("/metrics", get(ops::metrics))
+        .with_state(state);
+    if let Some(admin) = admin {
+        // The admin routes exist only with a token; they carry their own state.
+        router = router.merge(
+            Router::new()
+                .route("/api/v1/admin/skus/{sku_id}", put(admin::put_sku))
+                .with_state(admin),
+        );
     }
-    router
-        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .with_state(state)
+    router.layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
 }

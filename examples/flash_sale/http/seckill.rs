@@ -1,4 +1,4 @@
-//! `POST /api/v1/seckill`: one purchase request.
+//! `POST /api/v1/seckill`: parse, ask the sale, map the answer.
 
 use std::time::Instant;
 
@@ -11,9 +11,11 @@ use serde_json::json;
 
 use super::error::AppError;
 use super::extract::{ClientIp, JsonBody};
-use crate::orders::message::{self, MAX_REQUEST_ID};
-use crate::sale::purchase::{self, Answer, Purchase, PurchaseError};
-use crate::state::AppState;
+use super::state::BuyState;
+use crate::domain::purchase::{Answer, Purchase};
+use crate::domain::request_id::RequestId;
+use crate::domain::sale::PurchaseError;
+use crate::metrics::Outcome;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -29,36 +31,12 @@ fn one() -> u32 {
     1
 }
 
-impl SeckillBody {
-    fn validate(self, max_quantity: u32) -> Result<Purchase, AppError> {
-        let id = &self.request_id;
-        if !message::is_valid_request_id(id) {
-            let problem = if id.is_empty() || id.len() > MAX_REQUEST_ID {
-                format!("request_id must be 1 to {MAX_REQUEST_ID} characters")
-            } else {
-                "request_id must be visible ASCII characters (no spaces)".to_owned()
-            };
-            return Err(AppError::BadRequest(problem));
-        }
-        if self.quantity == 0 || self.quantity > max_quantity {
-            return Err(AppError::BadRequest(format!(
-                "quantity must be 1 to {max_quantity}"
-            )));
-        }
-        Ok(Purchase {
-            request_id: self.request_id,
-            user_id: self.user_id,
-            sku_id: self.sku_id,
-            quantity: self.quantity,
-        })
-    }
-}
-
 /// Decides a purchase. Statuses: `queued` 202; `sold_out`, `insufficient`,
 /// `limit_exceeded`, `cancelled` 200 (a normal answer of a sale, not a
-/// client error); `rate_limited` 429 with `Retry-After`; bad input 400/413.
+/// client error); `rate_limited` 429 with `Retry-After`; bad input 400/413;
+/// unknown SKU 404; the stock service down 503.
 pub async fn seckill(
-    State(state): State<AppState>,
+    State(state): State<BuyState>,
     ClientIp(ip): ClientIp,
     body: Result<JsonBody<SeckillBody>, AppError>,
 ) -> Response {
@@ -67,14 +45,13 @@ pub async fn seckill(
     state
         .metrics
         .request_seconds
-        .observe_duration(started.elapsed());
-    let label = match &response {
-        Ok((answer, _)) => answer.status(),
-        Err(AppError::BadRequest(_) | AppError::TooLarge(_)) => "bad_request",
-        Err(AppError::NotFound(_)) => "not_found",
-        Err(_) => "error",
-    };
-    state.metrics.count_outcome(label);
+        .observe(started.elapsed().as_secs_f64());
+    state.metrics.count_outcome(match &response {
+        Ok((answer, _)) => outcome(answer),
+        Err(AppError::BadRequest(_) | AppError::TooLarge(_)) => Outcome::BadRequest,
+        Err(AppError::NotFound(_)) => Outcome::NotFound,
+        Err(_) => Outcome::Error,
+    });
     match response {
         Ok((answer, request_id)) => answer_response(answer, &request_id),
         Err(e) => e.into_response(),
@@ -82,19 +59,26 @@ pub async fn seckill(
 }
 
 async fn decide(
-    state: &AppState,
+    state: &BuyState,
     ip: std::net::IpAddr,
     body: Result<JsonBody<SeckillBody>, AppError>,
-) -> Result<(Answer, String), AppError> {
+) -> Result<(Answer, RequestId), AppError> {
     let JsonBody(body) = body?;
-    let purchase = body.validate(state.settings.max_quantity)?;
+    let purchase = Purchase::parse(
+        body.request_id,
+        body.user_id,
+        body.sku_id,
+        body.quantity,
+        state.sale.rules().max_quantity,
+    )
+    .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let request_id = purchase.request_id.clone();
-    match purchase::purchase(state, ip, purchase).await {
+    match state.sale.purchase(ip, purchase).await {
         Ok(answer) => Ok((answer, request_id)),
         Err(PurchaseError::UnknownSku(sku)) => {
             Err(AppError::NotFound(format!("SKU {sku} is not on sale")))
         }
-        Err(PurchaseError::Stock(e)) => {
+        Err(PurchaseError::Unavailable(e)) => {
             tracing::error!(error = %e, %request_id, "stock deduction failed");
             Err(AppError::Unavailable(
                 "the stock service is unavailable; retry with the same request_id".into(),
@@ -103,7 +87,19 @@ async fn decide(
     }
 }
 
-fn answer_response(answer: Answer, request_id: &str) -> Response {
+/// The metrics label of an answer.
+fn outcome(answer: &Answer) -> Outcome {
+    match answer {
+        Answer::Queued => Outcome::Queued,
+        Answer::SoldOut => Outcome::SoldOut,
+        Answer::Insufficient { .. } => Outcome::Insufficient,
+        Answer::LimitExceeded => Outcome::LimitExceeded,
+        Answer::Cancelled => Outcome::Cancelled,
+        Answer::RateLimited { .. } => Outcome::RateLimited,
+    }
+}
+
+fn answer_response(answer: Answer, request_id: &RequestId) -> Response {
     let mut body = json!({ "status": answer.status(), "request_id": request_id });
     let status = match answer {
         Answer::Queued => StatusCode::ACCEPTED,

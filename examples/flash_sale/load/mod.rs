@@ -30,7 +30,7 @@ use self::generator::{LoadRun, Plan};
 use self::invariants::{Invariants, Readback};
 pub use self::report::Report;
 use crate::config::{LoadSettings, Services};
-use crate::service::redact;
+use crate::config::redact;
 
 /// Slices of the run in the charts.
 const TIMELINE_SLICES: usize = 60;

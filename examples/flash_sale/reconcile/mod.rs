@@ -31,15 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use redis::aio::ConnectionManager;
-use seckill::stock_lua::{Error as StockError, LogEntry, LogKind, StockStore};
-use sqlx::MySqlPool;
+use seckill::stock_lua::{Error as StockError, LogEntry, LogKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::order::Order;
+use crate::domain::request_id::RequestId;
+use crate::kafka::producer;
 use crate::metrics::Metrics;
-use crate::orders::message::Order;
-use crate::orders::producer;
-use crate::orders::{consumer, db};
+use crate::redis::stock::RedisStock;
+use crate::store::Store;
 
 /// Log entries read per Redis call (and request ids per MySQL query).
 pub const PAGE: usize = 500;
@@ -55,8 +55,8 @@ pub const REPUBLISH_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
 /// Compares the deduction logs with MySQL and republishes what is missing.
 pub struct Reconciler {
-    db: MySqlPool,
-    stock: StockStore<ConnectionManager>,
+    store: Store,
+    stock: RedisStock,
     producer: FutureProducer,
     topic: String,
     grace: Duration,
@@ -101,15 +101,15 @@ enum Verdict {
 impl Reconciler {
     /// A reconciler that republishes deductions older than `grace`.
     pub fn new(
-        db: MySqlPool,
-        stock: StockStore<ConnectionManager>,
+        store: Store,
+        stock: RedisStock,
         producer: FutureProducer,
         topic: String,
         grace: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            db,
+            store,
             stock,
             producer,
             topic,
@@ -132,7 +132,7 @@ impl Reconciler {
     /// an interrupted pass is redone by the next one.
     pub async fn pass(&mut self) -> Result<PassReport, ReconcileError> {
         let mut report = PassReport::default();
-        for sku in db::sku_ids(&self.db).await? {
+        for sku in self.store.sku_ids().await? {
             self.pass_sku(sku, &mut report).await?;
         }
         // Forget republishes long past (their log entries were trimmed).
@@ -144,7 +144,6 @@ impl Reconciler {
     /// Walks one SKU's log from its cursor up to the first entry younger
     /// than the grace period.
     async fn pass_sku(&mut self, sku: u64, report: &mut PassReport) -> Result<(), ReconcileError> {
-        let sku_key = sku.to_string();
         let mut cursor = self.cursors.get(&sku).cloned();
         // Where reading goes on; ahead of `cursor` once an entry is unresolved.
         let mut read_after = cursor.clone();
@@ -152,10 +151,7 @@ impl Reconciler {
         let mut unresolved = 0;
         let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         loop {
-            let page = self
-                .stock
-                .deduction_log(&sku_key, read_after.as_deref(), PAGE)
-                .await?;
+            let page = self.stock.log(sku, read_after.as_deref(), PAGE).await?;
             let now_ms = now_ms();
             // The entries past the grace period (the log is in time order).
             let ripe = page
@@ -182,7 +178,7 @@ impl Reconciler {
                         unresolved += 1;
                         let recent = self
                             .republished
-                            .get(&order.request_id)
+                            .get(order.request_id.as_str())
                             .is_some_and(|at| at.elapsed() < self.again_after());
                         if !recent {
                             republish.push(order);
@@ -197,11 +193,11 @@ impl Reconciler {
                 result?;
                 let at = Instant::now();
                 for order in &republish {
-                    self.republished.insert(order.request_id.clone(), at);
+                    self.republished.insert(order.request_id.to_string(), at);
                 }
                 let n = republish.len() as u64;
                 report.republished += n;
-                self.metrics.reconciler_republished.add(n);
+                self.metrics.reconciler_republished.inc_by(n);
                 tracing::info!(sku, orders = n, "republished deductions with no order");
             }
             if ripe < page.len() || page.len() < PAGE || unresolved >= MAX_UNRESOLVED_PER_PASS {
@@ -231,7 +227,7 @@ impl Reconciler {
             .filter(|e| e.kind == LogKind::Deduction)
             .map(|e| e.request_id.as_str())
             .collect();
-        let decided = db::decided_requests(&self.db, &ids).await?;
+        let decided = self.store.decided_requests(&ids).await?;
         let mut verdicts = Vec::with_capacity(entries.len());
         for entry in entries {
             let verdict = if self.resolved(entry, &decided).await? {
@@ -258,8 +254,7 @@ impl Reconciler {
         if entry.kind != LogKind::Deduction || decided.contains(&entry.request_id) {
             return Ok(true);
         }
-        let record = self.stock.request(&entry.request_id).await?;
-        Ok(record.is_some_and(|record| record.refunded))
+        Ok(self.stock.refunded(&entry.request_id).await?)
     }
 
     /// Passes every `every` until `shutdown`.
@@ -284,14 +279,14 @@ impl Reconciler {
 /// The order a deduction entry stands for; `None` when the entry does not
 /// hold one this app could have written.
 fn order_of(sku: u64, entry: &LogEntry) -> Option<Order> {
+    // Anything else the consumer would skip as malformed: republishing cannot help.
     let order = Order {
-        request_id: entry.request_id.clone(),
+        request_id: RequestId::parse(entry.request_id.as_str()).ok()?,
         user_id: entry.user_id.parse().ok()?,
         sku_id: sku,
-        quantity: u32::try_from(entry.quantity).ok()?,
+        quantity: u32::try_from(entry.quantity).ok().filter(|q| *q >= 1)?,
     };
-    // The consumer would skip it as malformed: republishing cannot help.
-    consumer::storable(&order).then_some(order)
+    Some(order)
 }
 
 /// This machine's clock, in milliseconds since the Unix epoch.
@@ -321,7 +316,7 @@ mod tests {
         assert_eq!(
             order_of(7, &entry("42", 2)),
             Some(Order {
-                request_id: "r".into(),
+                request_id: RequestId::parse("r").unwrap(),
                 user_id: 42,
                 sku_id: 7,
                 quantity: 2,

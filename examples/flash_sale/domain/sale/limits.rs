@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use seckill::ratelimit::{ConfigError, Denied, Keyed, LeakyBucket, TokenBucket};
 
-use crate::config::SaleSettings;
+use super::SaleRules;
 
 /// Most clients (IPs or users) tracked per limiter; idle ones are evicted.
 const MAX_KEYS: usize = 1_000_000;
@@ -22,8 +22,9 @@ impl Limits {
     ///
     /// # Errors
     ///
-    /// A zero rate, burst or capacity.
-    pub fn new(settings: &SaleSettings) -> Result<Self, ConfigError> {
+    /// A zero rate, burst or capacity (the app's settings are validated
+    /// before; this is the limiter's own check).
+    pub fn new(settings: &SaleRules) -> Result<Self, ConfigError> {
         let (ip_rate, ip_burst) = (settings.ip_rate, settings.ip_burst);
         let (user_rate, user_burst) = (settings.user_rate, settings.user_burst);
         // Validate once, so the factories below cannot fail.

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::purchase::Answer;
+use crate::domain::purchase::Answer;
 
 /// Request ids and their first answers, oldest evicted first.
 #[derive(Debug)]

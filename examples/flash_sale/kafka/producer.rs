@@ -17,7 +17,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use seckill::batcher::{Batch, Batcher, BuildError};
 
-use super::message::{self, Order};
+use super::message;
+use crate::domain::order::Order;
+use crate::domain::ports::OrderQueue;
 use crate::metrics::Metrics;
 
 /// Sends orders to Kafka in batches.
@@ -34,11 +36,6 @@ pub struct BatchSettings {
     /// Longest wait of the first order of a batch.
     pub max_delay: Duration,
 }
-
-/// The sink is shut down: the order was not taken.
-#[derive(Debug, thiserror::Error)]
-#[error("the order sink is shut down; the order was not queued")]
-pub struct SinkClosed(pub Order);
 
 impl OrderSink {
     /// Starts the batcher's workers on the current runtime.
@@ -63,7 +60,7 @@ impl OrderSink {
             .retries(3)
             .backoff(Duration::from_millis(100), Duration::from_secs(2))
             .on_failure(move |batch: Batch<Order>, error| {
-                failures.orders_publish_failed.add(batch.len() as u64);
+                failures.orders_publish_failed.inc_by(batch.len() as u64);
                 tracing::warn!(
                     orders = batch.len(),
                     %error,
@@ -79,30 +76,28 @@ impl OrderSink {
                 async move {
                     metrics.batch_orders.observe(batch.len() as f64);
                     publish(&producer, &topic, &batch).await?;
-                    metrics.orders_published.add(batch.len() as u64);
+                    metrics.orders_published.inc_by(batch.len() as u64);
                     Ok(())
                 }
             })?;
         Ok(Self { batcher })
     }
 
-    /// Queues an order; waits only when the queue is full (backpressure).
-    ///
-    /// # Errors
-    ///
-    /// The sink is shut down.
-    pub async fn submit(&self, order: Order) -> Result<(), SinkClosed> {
-        let sku = order.sku_id;
-        self.batcher
-            .submit(&sku, order)
-            .await
-            .map_err(|e| SinkClosed(e.into_inner()))
-    }
-
     /// Stops taking orders and waits until every queued order was handed to
     /// Kafka (or failed after its retries).
     pub async fn shutdown(&self) {
         self.batcher.shutdown().await;
+    }
+}
+
+impl OrderQueue for OrderSink {
+    /// Waits only when the batcher's queue is full (backpressure).
+    async fn enqueue(&self, order: Order) -> Result<(), Order> {
+        let sku = order.sku_id;
+        self.batcher
+            .submit(&sku, order)
+            .await
+            .map_err(|e| e.into_inner())
     }
 }
 

@@ -1,30 +1,28 @@
-//! Wiring: connect to Redis, MySQL and Kafka, build the state, and run the
-//! HTTP server, the consumer and the reconciler until shutdown.
+//! Wiring: connect to Redis, MySQL and Kafka, build the domain and its
+//! edges, and run the HTTP server, the consumer and the reconciler until
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use seckill::cache_aside::{Backfill, Cache, Options};
-use seckill::stock_lua::StockStore;
-use sqlx::MySqlPool;
+use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SaleSettings, Services};
+use crate::config::{SaleSettings, Services, redact};
+use crate::domain::sale::Sale;
+use crate::http::state::{AdminState, AppSale, BuyState, HttpState, OpsState, QueryState};
+use crate::kafka::client::Kafka;
+use crate::kafka::consumer::{self, ConsumerDeps};
+use crate::kafka::producer::{BatchSettings, OrderSink};
 use crate::metrics::Metrics;
-use crate::orders::consumer::{self, ConsumerDeps};
-use crate::orders::db;
-use crate::orders::kafka::Kafka;
-use crate::orders::producer::{BatchSettings, OrderSink};
 use crate::reconcile::Reconciler;
-use crate::sale::answered::Answered;
-use crate::sale::limits::Limits;
-use crate::sale::sold_out::SoldOutFlags;
-use crate::state::{AppState, Shared};
+use crate::redis::sku_cache::SkuCatalog;
+use crate::redis::stock::RedisStock;
+use crate::store::Store;
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +63,10 @@ pub enum StartError {
 pub struct Backends {
     /// Redis.
     pub redis: ConnectionManager,
-    /// Stock deduction on `redis`.
-    pub stock: StockStore<ConnectionManager>,
+    /// The stock ledger on `redis`.
+    pub stock: RedisStock,
     /// MySQL, migrated.
-    pub db: MySqlPool,
+    pub store: Store,
     /// Kafka (or the mock cluster).
     pub kafka: Arc<Kafka>,
     /// Topic, group, namespace.
@@ -84,20 +82,15 @@ impl Backends {
     ///
     /// A service is unreachable.
     pub async fn connect(services: &Services) -> Result<Self, StartError> {
-        let redis_error = |source| StartError::Redis {
-            url: services.redis_url.clone(),
-            source,
-        };
-        let client = redis::Client::open(services.redis_url.as_str()).map_err(redis_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let redis = ConnectionManager::new_with_config(client, config)
+        let redis = crate::redis::connect(&services.redis_url)
             .await
-            .map_err(redis_error)?;
-        let stock = StockStore::new(redis.clone(), &services.namespace)
+            .map_err(|source| StartError::Redis {
+                url: services.redis_url.clone(),
+                source,
+            })?;
+        let stock = RedisStock::new(redis.clone(), &services.namespace)
             .map_err(|e| StartError::Config(format!("namespace: {e}")))?;
-        let db = db::connect(&services.database_url, 16)
+        let store = Store::connect(&services.database_url, 16)
             .await
             .map_err(|source| StartError::Db {
                 url: redact(&services.database_url),
@@ -121,50 +114,39 @@ impl Backends {
         Ok(Self {
             redis,
             stock,
-            db,
+            store,
             kafka: Arc::new(kafka),
             services: services.clone(),
             metrics: Arc::new(Metrics::default()),
         })
     }
 
-    /// The HTTP state, with its order sink started.
+    /// The sale, with its order sink started.
     ///
     /// # Errors
     ///
     /// Bad sale settings, or the producer could not be created.
-    pub fn state(&self, sale: &SaleSettings) -> Result<AppState, StartError> {
-        let limits = Limits::new(sale).map_err(|e| StartError::Config(e.to_string()))?;
-        let producer = self.producer()?;
-        let orders = OrderSink::new(
-            producer,
+    pub fn sale(&self, settings: &SaleSettings) -> Result<AppSale, StartError> {
+        settings
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let sink = OrderSink::new(
+            self.producer()?,
             self.services.topic.clone(),
             BatchSettings {
-                max_orders: sale.batch_size,
-                max_delay: Duration::from_millis(sale.batch_delay_ms),
+                max_orders: settings.batch_size,
+                max_delay: Duration::from_millis(settings.batch_delay_ms),
             },
             Arc::clone(&self.metrics),
         )
         .map_err(|e| StartError::Config(format!("batcher: {e}")))?;
-        let options = Options::default()
-            .ttl(Duration::from_secs(300))
-            .jitter(0.2)
-            .not_found_ttl(Duration::from_secs(5))
-            .double_delete_delay(Duration::from_millis(500))
-            .backfill(Backfill::SetNx);
-        Ok(AppState::new(Shared {
-            settings: sale.clone(),
-            limits,
-            sold_out: SoldOutFlags::new(sale.sold_out_recheck()),
-            answered: Answered::new(sale.remembered_answers),
-            stock: self.stock.clone(),
-            cache: Cache::new(self.redis.clone(), options),
-            cache_prefix: format!("flash-sale:{{{}}}:sku:", self.services.namespace),
-            db: self.db.clone(),
-            orders,
-            metrics: Arc::clone(&self.metrics),
-            admin_token: self.services.admin_token.clone(),
-        }))
+        Sale::new(
+            settings.rules(),
+            self.stock.clone(),
+            sink,
+            Arc::clone(&self.metrics),
+        )
+        .map_err(|e| StartError::Config(e.to_string()))
     }
 
     /// A Kafka producer, its error naming the brokers.
@@ -181,7 +163,7 @@ impl Backends {
             kafka: Arc::clone(&self.kafka),
             group: self.services.group.clone(),
             topic: self.services.topic.clone(),
-            db: self.db.clone(),
+            store: self.store.clone(),
             stock: self.stock.clone(),
             metrics: Arc::clone(&self.metrics),
         };
@@ -199,19 +181,18 @@ impl Backends {
     /// Its producer could not be created.
     pub fn spawn_reconciler(
         &self,
-        sale: &SaleSettings,
+        settings: &SaleSettings,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, StartError> {
-        let producer = self.producer()?;
         let reconciler = Reconciler::new(
-            self.db.clone(),
+            self.store.clone(),
             self.stock.clone(),
-            producer,
+            self.producer()?,
             self.services.topic.clone(),
-            Duration::from_millis(sale.reconcile_grace_ms),
+            Duration::from_millis(settings.reconcile_grace_ms),
             Arc::clone(&self.metrics),
         );
-        let every = Duration::from_millis(sale.reconcile_every_ms);
+        let every = Duration::from_millis(settings.reconcile_every_ms);
         Ok(tokio::spawn(reconciler.run(every, shutdown)))
     }
 }
@@ -220,8 +201,13 @@ impl Backends {
 pub struct Running {
     /// Where HTTP listens.
     pub addr: std::net::SocketAddr,
-    /// The state the handlers share.
-    pub state: AppState,
+    /// The sale the handlers share.
+    pub sale: Arc<AppSale>,
+    /// The SKU catalog (its cache's second deletes are flushed at shutdown).
+    pub catalog: SkuCatalog,
+    /// The metrics.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub metrics: Arc<Metrics>,
     http: JoinHandle<()>,
     stop_http: CancellationToken,
     stop_workers: CancellationToken,
@@ -236,16 +222,56 @@ impl Running {
     /// Bad settings, or Kafka clients could not be created.
     pub fn start(
         backends: &Backends,
-        sale: &SaleSettings,
+        settings: &SaleSettings,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Config(format!("listener: {e}")))?;
-        let state = backends.state(sale)?;
+        let sale = Arc::new(backends.sale(settings)?);
+        let catalog = SkuCatalog::new(
+            backends.redis.clone(),
+            &backends.services.namespace,
+            backends.store.clone(),
+        );
+        let stats = catalog.clone();
+        backends.metrics.add_counters(move || {
+            let s = stats.stats();
+            vec![
+                ("seckill_cache_hits", "SKU cache hits (front cache included).", s.hits),
+                ("seckill_cache_front_hits", "Of the hits, answered in process.", s.front_hits),
+                ("seckill_cache_misses", "SKU cache misses.", s.misses),
+                ("seckill_cache_loads", "SKU loads from MySQL.", s.loads),
+            ]
+        });
+        let state = HttpState {
+            buy: BuyState {
+                sale: Arc::clone(&sale),
+                metrics: Arc::clone(&backends.metrics),
+                trust_forwarded_for: settings.trust_forwarded_for,
+            },
+            query: QueryState {
+                sale: Arc::clone(&sale),
+                book: backends.store.clone(),
+                catalog: catalog.clone(),
+            },
+            admin: backends
+                .services
+                .admin_token
+                .as_deref()
+                .map(|token| AdminState {
+                    token: token.into(),
+                    sale: Arc::clone(&sale),
+                    catalog: catalog.clone(),
+                }),
+            ops: OpsState {
+                store: backends.store.clone(),
+                metrics: Arc::clone(&backends.metrics),
+            },
+        };
         let stop_http = CancellationToken::new();
         let stop_workers = CancellationToken::new();
-        let app = crate::http::app(state.clone())
+        let app = crate::http::app(state)
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let stop = stop_http.clone();
         let http = tokio::spawn(async move {
@@ -257,11 +283,13 @@ impl Running {
         });
         let workers = vec![
             backends.spawn_consumer(stop_workers.clone()),
-            backends.spawn_reconciler(sale, stop_workers.clone())?,
+            backends.spawn_reconciler(settings, stop_workers.clone())?,
         ];
         Ok(Self {
             addr,
-            state,
+            sale,
+            catalog,
+            metrics: Arc::clone(&backends.metrics),
             http,
             stop_http,
             stop_workers,
@@ -270,11 +298,13 @@ impl Running {
     }
 
     /// Graceful shutdown: stop accepting and finish the requests in flight,
-    /// flush the order sink, then let the consumer finish its batch.
+    /// flush the order sink and the cache's pending second deletes, then let
+    /// the consumer finish its batch.
     pub async fn shutdown(self) {
         self.stop_http.cancel();
         let _ = self.http.await;
-        self.state.orders.shutdown().await;
+        self.sale.queue().shutdown().await;
+        self.catalog.flush().await;
         self.stop_workers.cancel();
         for worker in self.workers {
             let _ = worker.await;
@@ -311,13 +341,3 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     }
 }
 
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url.split_once('@') {
-        Some((credentials, host)) => match credentials.rsplit_once(':') {
-            Some((user, _)) if !user.ends_with('/') => format!("{user}:***@{host}"),
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}

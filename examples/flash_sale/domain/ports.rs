@@ -1,0 +1,139 @@
+//! What the domain asks of the world, one trait per port. Each is
+//! implemented once by an edge module (`redis/`, `kafka/`, `store/`), and in
+//! the domain's unit tests by a small in-memory stand-in.
+
+use std::fmt;
+use std::future::Future;
+
+use super::order::{Decided, Ledger, Order};
+use super::purchase::Purchase;
+use super::request_id::RequestId;
+use super::sku::Sku;
+
+/// A service the domain depends on failed; what it did is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} failed: {detail}")]
+pub struct Unavailable {
+    /// Which one.
+    pub service: Service,
+    /// What it said (for logs; never shown to clients).
+    pub detail: String,
+}
+
+impl Unavailable {
+    /// `service` failed with `error`.
+    pub fn new(service: Service, error: impl fmt::Display) -> Self {
+        Self {
+            service,
+            detail: error.to_string(),
+        }
+    }
+}
+
+/// The services behind the ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The stock ledger (Redis).
+    Stock,
+    /// The record of SKUs and orders (MySQL).
+    Database,
+    /// The SKU cache (Redis).
+    Cache,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Service::Stock => "the stock service",
+            Service::Database => "the order database",
+            Service::Cache => "the product cache",
+        })
+    }
+}
+
+/// How the stock ledger answered a deduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deduction {
+    /// Units taken. `replayed`: this request id was granted before, and
+    /// this is the first answer again (nothing taken twice).
+    Granted {
+        /// A repeat of an earlier grant.
+        replayed: bool,
+    },
+    /// None left.
+    SoldOut {
+        /// A repeat of an earlier answer (it says nothing about the stock now).
+        replayed: bool,
+    },
+    /// Fewer left than asked for.
+    Insufficient {
+        /// Units left when decided.
+        available: u64,
+        /// A repeat of an earlier answer.
+        replayed: bool,
+    },
+    /// The buyer would hold more than the per-user limit.
+    LimitExceeded,
+    /// A refund of this request id came before it.
+    Cancelled,
+    /// No stock was ever set for the SKU: it is not on sale.
+    UnknownSku,
+}
+
+/// The stock of every SKU on sale, decided atomically (Redis and
+/// `seckill-stock-lua`).
+pub trait StockLedger: Send + Sync + 'static {
+    /// Takes the purchase's units if the buyer stays within
+    /// `per_user_limit` units and enough are left; a repeated request id
+    /// gets its first answer.
+    fn deduct(
+        &self,
+        purchase: &Purchase,
+        per_user_limit: u64,
+    ) -> impl Future<Output = Result<Deduction, Unavailable>> + Send;
+
+    /// Sets the sellable units of `sku`.
+    fn set_units(&self, sku: u64, units: u64)
+    -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Units of `sku` left (0 for an unknown SKU).
+    fn units_left(&self, sku: u64) -> impl Future<Output = Result<u64, Unavailable>> + Send;
+
+    /// What was decided for `request_id`, if it is still remembered.
+    fn decided(
+        &self,
+        request_id: &RequestId,
+    ) -> impl Future<Output = Result<Option<Decided>, Unavailable>> + Send;
+}
+
+/// Where granted orders go on their way to MySQL (Kafka, through the batcher).
+pub trait OrderQueue: Send + Sync + 'static {
+    /// Queues `order`; waits only while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// The queue is shut down; the order is given back.
+    fn enqueue(&self, order: Order) -> impl Future<Output = Result<(), Order>> + Send;
+}
+
+/// The record of every order (MySQL).
+pub trait OrderBook: Send + Sync + 'static {
+    /// What MySQL holds for `request_id`.
+    fn ledger(
+        &self,
+        request_id: &RequestId,
+    ) -> impl Future<Output = Result<Ledger, Unavailable>> + Send;
+}
+
+/// The products (MySQL behind a cache).
+pub trait Catalog: Send + Sync + 'static {
+    /// The SKU, through the cache.
+    fn sku(&self, id: u64) -> impl Future<Output = Result<Option<Sku>, Unavailable>> + Send;
+
+    /// Writes `sku` to MySQL.
+    fn save(&self, sku: &Sku) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Invalidates the cache entry of SKU `id` (now, and once more after a
+    /// delay, against a reader's stale backfill).
+    fn forget(&self, id: u64) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}

@@ -1,0 +1,89 @@
+//! What the handlers share, split by concern: each handler takes only the
+//! part it uses (axum's `FromRef`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::domain::sale::Sale;
+use crate::kafka::producer::OrderSink;
+use crate::metrics::Metrics;
+use crate::redis::sku_cache::SkuCatalog;
+use crate::redis::stock::RedisStock;
+use crate::store::Store;
+
+/// The sale as the app runs it: stock in Redis, orders to Kafka.
+pub type AppSale = Sale<RedisStock, OrderSink>;
+
+/// Every part; the router's state.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The buy path.
+    pub buy: BuyState,
+    /// Order and SKU lookups.
+    pub query: QueryState,
+    /// The admin routes; `None`: off.
+    pub admin: Option<AdminState>,
+    /// Health and metrics.
+    pub ops: OpsState,
+}
+
+/// What `POST /api/v1/seckill` needs.
+#[derive(Clone)]
+pub struct BuyState {
+    /// The sale.
+    pub sale: Arc<AppSale>,
+    /// Request outcomes and latency.
+    pub metrics: Arc<Metrics>,
+    /// Take the client IP from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+/// What the order and SKU lookups need.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The sale (its stock ledger).
+    pub sale: Arc<AppSale>,
+    /// Orders in MySQL.
+    pub book: Store,
+    /// SKUs through the cache.
+    pub catalog: SkuCatalog,
+}
+
+/// What the admin routes need.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The bearer token.
+    pub token: Arc<str>,
+    /// The sale (restocks).
+    pub sale: Arc<AppSale>,
+    /// SKUs in MySQL and the cache.
+    pub catalog: SkuCatalog,
+}
+
+/// What `/healthz` and `/metrics` need.
+#[derive(Clone)]
+pub struct OpsState {
+    /// MySQL, for the health check.
+    pub store: Store,
+    /// Every series.
+    pub metrics: Arc<Metrics>,
+}
+
+impl FromRef<HttpState> for BuyState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.buy.clone()
+    }
+}
+
+impl FromRef<HttpState> for QueryState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.query.clone()
+    }
+}
+
+impl FromRef<HttpState> for OpsState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.ops.clone()
+    }
+}

@@ -1,0 +1,80 @@
+//! The products, cache-aside: [`Catalog`] over `seckill-cache-aside` in
+//! front of the [`Store`]'s `skus` table (singleflight per key, TTL jitter,
+//! a cached "not found", SET NX backfill, delayed double delete).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use seckill::cache_aside::{Backfill, Cache, Options, Stats};
+
+use crate::domain::ports::{Catalog, Service, Unavailable};
+use crate::domain::sku::Sku;
+use crate::store::Store;
+
+/// SKUs through the Redis cache. Cheap to clone.
+#[derive(Clone)]
+pub struct SkuCatalog {
+    cache: Cache<ConnectionManager>,
+    /// Carries the namespace and the version of the cached shape.
+    prefix: Arc<str>,
+    store: Store,
+}
+
+impl SkuCatalog {
+    /// The catalog of `store`, cached on `redis` under `namespace`.
+    pub fn new(redis: ConnectionManager, namespace: &str, store: Store) -> Self {
+        let options = Options::default()
+            .ttl(Duration::from_secs(300))
+            .jitter(0.2)
+            .not_found_ttl(Duration::from_secs(5))
+            .double_delete_delay(Duration::from_millis(500))
+            .backfill(Backfill::SetNx);
+        Self {
+            cache: Cache::new(redis, options),
+            // `v2`: the cached SKU carries its per-user limit.
+            prefix: format!("flash-sale:{{{namespace}}}:sku:v2:").into(),
+            store,
+        }
+    }
+
+    fn key(&self, id: u64) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> Stats {
+        self.cache.stats()
+    }
+
+    /// Runs the pending second deletes now (at shutdown, so none is lost).
+    pub async fn flush(&self) {
+        self.cache.flush_deletes().await;
+    }
+}
+
+impl Catalog for SkuCatalog {
+    async fn sku(&self, id: u64) -> Result<Option<Sku>, Unavailable> {
+        let store = self.store.clone();
+        self.cache
+            .get_or_load(&self.key(id), || async move {
+                store.load_sku(id).await.map_err(Arc::new)
+            })
+            .await
+            .map_err(|e| Unavailable::new(Service::Cache, e))
+    }
+
+    async fn save(&self, sku: &Sku) -> Result<(), Unavailable> {
+        self.store
+            .upsert_sku(sku)
+            .await
+            .map_err(|e| Unavailable::new(Service::Database, e))
+    }
+
+    async fn forget(&self, id: u64) -> Result<(), Unavailable> {
+        self.cache
+            .invalidate(&self.key(id))
+            .await
+            .map_err(|e| Unavailable::new(Service::Cache, e))
+    }
+}

@@ -1,0 +1,156 @@
+//! The stock ledger on Redis: [`StockLedger`] over `seckill-stock-lua`'s
+//! script, plus the refunds and the deduction log the consumer and the
+//! reconciler need.
+
+use redis::aio::ConnectionManager;
+use seckill::stock_lua::{Deduction as LuaDeduction, Error, LogEntry, Outcome, StockStore};
+
+use crate::domain::order::{Decided, FailReason};
+use crate::domain::ports::{Deduction, Service, StockLedger, Unavailable};
+use crate::domain::purchase::Purchase;
+use crate::domain::request_id::RequestId;
+
+/// The stock of every SKU, in one Redis namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStock {
+    store: StockStore<ConnectionManager>,
+}
+
+/// How a refund ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    /// Redis failed; retry (a refund is idempotent).
+    #[error("Redis failed: {0}")]
+    Redis(#[source] Error),
+    /// Redis refused the refund itself; retrying cannot help.
+    #[error("refund refused: {0}")]
+    Refused(#[source] Error),
+}
+
+impl RedisStock {
+    /// The ledger in `namespace` (the Redis Cluster hash tag of its keys).
+    ///
+    /// # Errors
+    ///
+    /// The namespace is not one the stock script accepts.
+    pub fn new(redis: ConnectionManager, namespace: &str) -> Result<Self, Error> {
+        Ok(Self {
+            store: StockStore::new(redis, namespace)?,
+        })
+    }
+
+    /// The toolkit's store underneath (tests read it directly).
+    #[cfg(test)]
+    pub fn store(&self) -> &StockStore<ConnectionManager> {
+        &self.store
+    }
+
+    /// Gives back the units of `request_id` (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// Redis failed (retry) or refused (do not).
+    pub async fn refund(&self, request_id: &RequestId) -> Result<(), RefundError> {
+        match self.store.refund(request_id.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(error @ Error::Redis { .. }) => Err(RefundError::Redis(error)),
+            Err(error) => Err(RefundError::Refused(error)),
+        }
+    }
+
+    /// Up to `count` entries of `sku`'s deduction log after entry `after`.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn log(
+        &self,
+        sku: u64,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<LogEntry>, Error> {
+        self.store
+            .deduction_log(&sku.to_string(), after, count)
+            .await
+    }
+
+    /// Whether the grant of `request_id` was refunded.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn refunded(&self, request_id: &str) -> Result<bool, Error> {
+        let record = self.store.request(request_id).await?;
+        Ok(record.is_some_and(|r| r.refunded))
+    }
+}
+
+fn unavailable(error: Error) -> Unavailable {
+    Unavailable::new(Service::Stock, error)
+}
+
+impl StockLedger for RedisStock {
+    async fn deduct(
+        &self,
+        purchase: &Purchase,
+        per_user_limit: u64,
+    ) -> Result<Deduction, Unavailable> {
+        let deduction = LuaDeduction {
+            request_id: purchase.request_id.to_string(),
+            user_id: purchase.user_id.to_string(),
+            items: vec![(purchase.sku_id.to_string(), u64::from(purchase.quantity))],
+            per_user_limit: Some(per_user_limit),
+        };
+        let decision = match self.store.deduct(&deduction).await {
+            Ok(decision) => decision,
+            Err(Error::UnknownSku { .. }) => return Ok(Deduction::UnknownSku),
+            Err(error) => return Err(unavailable(error)),
+        };
+        let replayed = decision.replayed;
+        Ok(match decision.outcome {
+            Outcome::Deducted => Deduction::Granted { replayed },
+            Outcome::SoldOut { .. } => Deduction::SoldOut { replayed },
+            Outcome::Insufficient { available, .. } => Deduction::Insufficient {
+                available,
+                replayed,
+            },
+            Outcome::LimitExceeded { .. } => Deduction::LimitExceeded,
+            // `Outcome` is non-exhaustive; every other outcome is a cancellation.
+            _ => Deduction::Cancelled,
+        })
+    }
+
+    async fn set_units(&self, sku: u64, units: u64) -> Result<(), Unavailable> {
+        self.store
+            .set_stock(&sku.to_string(), units)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn units_left(&self, sku: u64) -> Result<u64, Unavailable> {
+        let units = self
+            .store
+            .stock(&sku.to_string())
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(units).unwrap_or(0))
+    }
+
+    async fn decided(&self, request_id: &RequestId) -> Result<Option<Decided>, Unavailable> {
+        let record = self
+            .store
+            .request(request_id.as_str())
+            .await
+            .map_err(unavailable)?;
+        Ok(record.map(|record| match record.outcome {
+            Outcome::Deducted => Decided::Granted {
+                refunded: record.refunded,
+            },
+            Outcome::SoldOut { .. } | Outcome::Insufficient { .. } => {
+                Decided::Refused(FailReason::SoldOut)
+            }
+            Outcome::LimitExceeded { .. } => Decided::Refused(FailReason::LimitExceeded),
+            _ => Decided::Refused(FailReason::Cancelled),
+        }))
+    }
+}

@@ -1,0 +1,69 @@
+//! MySQL: every SQL statement of the app lives under this folder.
+//!
+//! - [`skus`]: products and their stock;
+//! - [`orders`]: looking orders up (the [`OrderBook`](crate::domain::ports::OrderBook) port);
+//! - [`order_batch`]: the consumer's transaction that turns a batch of
+//!   granted orders into rows.
+//!
+//! The schema is in `migrations/` (embedded, run at start).
+
+pub mod order_batch;
+pub mod orders;
+pub mod skus;
+
+use std::time::Duration;
+
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
+
+/// The app's MySQL database, migrated. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: MySqlPool,
+}
+
+impl Store {
+    /// Connects with up to `max_connections` and brings the schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// MySQL is unreachable, or a migration fails.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("examples/flash_sale/migrations")
+            .run(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Whether MySQL answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The pool (tests read tables directly).
+    #[cfg(test)]
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+/// `n` comma-separated placeholders.
+fn placeholders(n: usize) -> String {
+    let mut out = "?,".repeat(n);
+    out.pop();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders() {
+        assert_eq!(super::placeholders(3), "?,?,?");
+        assert_eq!(super::placeholders(1), "?");
+    }
+}

@@ -1,0 +1,74 @@
+//! The `skus` table.
+
+use super::Store;
+use crate::domain::sku::Sku;
+
+#[derive(sqlx::FromRow)]
+struct SkuRow {
+    id: u64,
+    name: String,
+    price_cents: u64,
+    stock: u64,
+    per_user_limit: u64,
+}
+
+impl From<SkuRow> for Sku {
+    fn from(row: SkuRow) -> Self {
+        Sku {
+            id: row.id,
+            name: row.name,
+            price_cents: row.price_cents,
+            stock: row.stock,
+            per_user_limit: row.per_user_limit,
+        }
+    }
+}
+
+impl Store {
+    /// Reads one SKU.
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn load_sku(&self, id: u64) -> Result<Option<Sku>, sqlx::Error> {
+        let row = sqlx::query_as::<_, SkuRow>(
+            "SELECT id, name, price_cents, stock, per_user_limit FROM skus WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Sku::from))
+    }
+
+    /// Creates or replaces a SKU.
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn upsert_sku(&self, sku: &Sku) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO skus (id, name, price_cents, stock, per_user_limit) VALUES (?, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE name = VALUES(name), price_cents = VALUES(price_cents), \
+             stock = VALUES(stock), per_user_limit = VALUES(per_user_limit)",
+        )
+        .bind(sku.id)
+        .bind(&sku.name)
+        .bind(sku.price_cents)
+        .bind(sku.stock)
+        .bind(sku.per_user_limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ids of every SKU (the reconciler walks their deduction logs).
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn sku_ids(&self) -> Result<Vec<u64>, sqlx::Error> {
+        sqlx::query_scalar::<_, u64>("SELECT id FROM skus ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+    }
+}
