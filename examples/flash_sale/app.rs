@@ -238,8 +238,16 @@ impl Running {
         backends.metrics.add_counters(move || {
             let s = stats.stats();
             vec![
-                ("seckill_cache_hits", "SKU cache hits (front cache included).", s.hits),
-                ("seckill_cache_front_hits", "Of the hits, answered in process.", s.front_hits),
+                (
+                    "seckill_cache_hits",
+                    "SKU cache hits (front cache included).",
+                    s.hits,
+                ),
+                (
+                    "seckill_cache_front_hits",
+                    "Of the hits, answered in process.",
+                    s.front_hits,
+                ),
                 ("seckill_cache_misses", "SKU cache misses.", s.misses),
                 ("seckill_cache_loads", "SKU loads from MySQL.", s.loads),
             ]
@@ -271,8 +279,8 @@ impl Running {
         };
         let stop_http = CancellationToken::new();
         let stop_workers = CancellationToken::new();
-        let app = crate::http::app(state)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app =
+            crate::http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let stop = stop_http.clone();
         let http = tokio::spawn(async move {
             let server = axum::serve(listener, app)
@@ -340,4 +348,3 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
         })
     }
 }
-

@@ -197,7 +197,12 @@ impl SaleSettings {
             ("global-rate", n(self.global_rate), 1, 10_000_000),
             ("global-capacity", n(self.global_capacity), 1, 10_000_000),
             ("sold-out-recheck-ms", self.sold_out_recheck_ms, 1, 60_000),
-            ("remembered-answers", self.remembered_answers as u64, 1, 10_000_000),
+            (
+                "remembered-answers",
+                self.remembered_answers as u64,
+                1,
+                10_000_000,
+            ),
             ("batch-size", self.batch_size as u64, 1, 10_000),
             ("batch-delay-ms", self.batch_delay_ms, 1, 10_000),
             ("reconcile-grace-ms", self.reconcile_grace_ms, 0, 86_400_000),

@@ -45,8 +45,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command, LoadSettings, SaleSettings, Services};
 use crate::app::{Backends, Running};
+use crate::config::{Cli, Command, LoadSettings, SaleSettings, Services};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

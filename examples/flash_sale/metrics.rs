@@ -155,19 +155,62 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers the series (clones share their values with the fields).
     fn register_all(&self) {
-        let mut r = self.registry.write().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let counters: [(&str, &str, &Counter); 9] = [
-            ("seckill_sold_out_local", "Answers given from the local sold-out flag.", &self.sold_out_local),
-            ("seckill_redis_deductions", "Deduction script calls.", &self.redis_deductions),
-            ("seckill_orders_published", "Orders acknowledged by Kafka.", &self.orders_published),
-            ("seckill_orders_publish_failed", "Orders Kafka did not take after every retry.", &self.orders_publish_failed),
-            ("seckill_orders_created", "Orders written to MySQL.", &self.orders_created),
-            ("seckill_orders_duplicate", "Redelivered orders already in MySQL.", &self.orders_duplicate),
-            ("seckill_orders_failed", "Orders refused by MySQL and refunded.", &self.orders_failed),
-            ("seckill_messages_malformed", "Kafka messages that could not be decoded.", &self.messages_malformed),
-            ("seckill_reconciler_republished", "Orders republished by the reconciler.", &self.reconciler_republished),
+            (
+                "seckill_sold_out_local",
+                "Answers given from the local sold-out flag.",
+                &self.sold_out_local,
+            ),
+            (
+                "seckill_redis_deductions",
+                "Deduction script calls.",
+                &self.redis_deductions,
+            ),
+            (
+                "seckill_orders_published",
+                "Orders acknowledged by Kafka.",
+                &self.orders_published,
+            ),
+            (
+                "seckill_orders_publish_failed",
+                "Orders Kafka did not take after every retry.",
+                &self.orders_publish_failed,
+            ),
+            (
+                "seckill_orders_created",
+                "Orders written to MySQL.",
+                &self.orders_created,
+            ),
+            (
+                "seckill_orders_duplicate",
+                "Redelivered orders already in MySQL.",
+                &self.orders_duplicate,
+            ),
+            (
+                "seckill_orders_failed",
+                "Orders refused by MySQL and refunded.",
+                &self.orders_failed,
+            ),
+            (
+                "seckill_messages_malformed",
+                "Kafka messages that could not be decoded.",
+                &self.messages_malformed,
+            ),
+            (
+                "seckill_reconciler_republished",
+                "Orders republished by the reconciler.",
+                &self.reconciler_republished,
+            ),
         ];
-        r.register("seckill_requests", "Purchase requests by outcome.", self.requests.clone());
+        r.register(
+            "seckill_requests",
+            "Purchase requests by outcome.",
+            self.requests.clone(),
+        );
         r.register(
             "seckill_request_duration_seconds",
             "Latency of POST /api/v1/seckill.",

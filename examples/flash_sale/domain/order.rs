@@ -40,7 +40,8 @@ impl Order {
     ///
     /// [`FailReason::PerUserLimit`]: the buyer would hold more than `limit`.
     pub fn admit(&self, held: u64, limit: u64) -> Result<(), FailReason> {
-        if held.saturating_add(u64::from(self.quantity)) > limit {
+        let after = held.checked_add(u64::from(self.quantity));
+        if after.is_none_or(|units| units > limit) {
             Err(FailReason::PerUserLimit)
         } else {
             Ok(())
@@ -183,6 +184,26 @@ impl OrderStatus {
     }
 }
 
+/// Where the order of `request_id` is: MySQL first, then, when MySQL knows
+/// nothing yet, the stock ledger's record of the decision.
+///
+/// # Errors
+///
+/// MySQL or the stock ledger failed.
+pub async fn lookup(
+    book: &impl super::ports::OrderBook,
+    stock: &impl super::ports::StockLedger,
+    request_id: &RequestId,
+) -> Result<OrderStatus, super::ports::Unavailable> {
+    let ledger = book.ledger(request_id).await?;
+    let decided = if OrderStatus::needs_redis(&ledger) {
+        stock.decided(request_id).await?
+    } else {
+        None
+    };
+    Ok(OrderStatus::of(ledger, decided))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +223,10 @@ mod tests {
         assert_eq!(order(1).admit(1, 1), Err(FailReason::PerUserLimit));
         assert_eq!(order(2).admit(1, 3), Ok(()));
         assert_eq!(order(3).admit(1, 3), Err(FailReason::PerUserLimit));
-        assert_eq!(order(1).admit(u64::MAX, u64::MAX), Err(FailReason::PerUserLimit));
+        assert_eq!(
+            order(1).admit(u64::MAX, u64::MAX),
+            Err(FailReason::PerUserLimit)
+        );
     }
 
     #[test]
@@ -238,7 +262,10 @@ mod tests {
     fn redis_tells_pending_from_refused_and_refunded() {
         let status = |decided| OrderStatus::of(Ledger::Nothing, decided);
         assert_eq!(status(None), OrderStatus::NotFound);
-        assert_eq!(status(Some(Decided::Granted { refunded: false })), OrderStatus::Pending);
+        assert_eq!(
+            status(Some(Decided::Granted { refunded: false })),
+            OrderStatus::Pending
+        );
         assert_eq!(
             status(Some(Decided::Granted { refunded: true })),
             OrderStatus::Failed(FailReason::Refunded)
@@ -250,24 +277,4 @@ mod tests {
         assert!(OrderStatus::needs_redis(&Ledger::Nothing));
         assert!(!OrderStatus::needs_redis(&Ledger::Failed(None)));
     }
-}
-
-/// Where the order of `request_id` is: MySQL first, then, when MySQL knows
-/// nothing yet, the stock ledger's record of the decision.
-///
-/// # Errors
-///
-/// MySQL or the stock ledger failed.
-pub async fn lookup(
-    book: &impl super::ports::OrderBook,
-    stock: &impl super::ports::StockLedger,
-    request_id: &RequestId,
-) -> Result<OrderStatus, super::ports::Unavailable> {
-    let ledger = book.ledger(request_id).await?;
-    let decided = if OrderStatus::needs_redis(&ledger) {
-        stock.decided(request_id).await?
-    } else {
-        None
-    };
-    Ok(OrderStatus::of(ledger, decided))
 }

@@ -93,8 +93,11 @@ pub trait StockLedger: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Deduction, Unavailable>> + Send;
 
     /// Sets the sellable units of `sku`.
-    fn set_units(&self, sku: u64, units: u64)
-    -> impl Future<Output = Result<(), Unavailable>> + Send;
+    fn set_units(
+        &self,
+        sku: u64,
+        units: u64,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
     /// Units of `sku` left (0 for an unknown SKU).
     fn units_left(&self, sku: u64) -> impl Future<Output = Result<u64, Unavailable>> + Send;

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn parsing() {
         let purchase = Purchase::parse("r-1".into(), 1, 2, 3, 10).unwrap();
-        assert_eq!((purchase.request_id.as_str(), purchase.quantity), ("r-1", 3));
+        assert_eq!(
+            (purchase.request_id.as_str(), purchase.quantity),
+            ("r-1", 3)
+        );
         assert_eq!(
             Purchase::parse("r".into(), 1, 2, 0, 10),
             Err(PurchaseInputError::Quantity { max: 10 })

@@ -81,12 +81,18 @@ mod tests {
         assert_eq!(RequestId::parse("a-1").unwrap().as_str(), "a-1");
         assert_eq!(RequestId::parse("x".repeat(64)).unwrap().as_str().len(), 64);
         assert_eq!(RequestId::parse(""), Err(RequestIdError::Length));
-        assert_eq!(RequestId::parse("x".repeat(65)), Err(RequestIdError::Length));
+        assert_eq!(
+            RequestId::parse("x".repeat(65)),
+            Err(RequestIdError::Length)
+        );
         assert_eq!(RequestId::parse("a b"), Err(RequestIdError::Characters));
         assert_eq!(RequestId::parse("é"), Err(RequestIdError::Characters));
         assert_eq!(RequestId::parse("a\n"), Err(RequestIdError::Characters));
         // Case-sensitive: two ids.
-        assert_ne!(RequestId::parse("ABC").unwrap(), RequestId::parse("abc").unwrap());
+        assert_ne!(
+            RequestId::parse("ABC").unwrap(),
+            RequestId::parse("abc").unwrap()
+        );
     }
 
     #[test]

@@ -74,12 +74,21 @@ mod tests {
     #[test]
     fn updates_in_range() {
         let sku = Sku::parse(1, "  phone ", 1999, 10, 2).unwrap();
-        assert_eq!((sku.name.as_str(), sku.stock, sku.per_user_limit), ("phone", 10, 2));
+        assert_eq!(
+            (sku.name.as_str(), sku.stock, sku.per_user_limit),
+            ("phone", 10, 2)
+        );
         assert_eq!(Sku::parse(1, " ", 1, 1, 1), Err(SkuError::Name));
-        assert_eq!(Sku::parse(1, &"é".repeat(201), 1, 1, 1), Err(SkuError::Name));
+        assert_eq!(
+            Sku::parse(1, &"é".repeat(201), 1, 1, 1),
+            Err(SkuError::Name)
+        );
         assert!(Sku::parse(1, &"é".repeat(200), 1, 1, 1).is_ok());
         assert_eq!(Sku::parse(1, "x", u64::MAX, 1, 1), Err(SkuError::Price));
-        assert_eq!(Sku::parse(1, "x", 1, MAX_STOCK + 1, 1), Err(SkuError::Stock));
+        assert_eq!(
+            Sku::parse(1, "x", 1, MAX_STOCK + 1, 1),
+            Err(SkuError::Stock)
+        );
         assert!(Sku::parse(1, "x", i64::MAX as u64, MAX_STOCK, 1).is_ok());
     }
 }

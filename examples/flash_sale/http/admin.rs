@@ -39,14 +39,16 @@ pub async fn put_sku(
         .await
         .map_err(|error| {
             tracing::error!(%error, sku_id, "SKU update failed");
-            AppError::Unavailable(match error {
-                UpdateError::Record(_) => "the database is unavailable; nothing changed, retry",
-                UpdateError::Cache(_) => {
-                    "MySQL was updated but the cache was not invalidated; retry"
+            AppError::Unavailable(
+                match error {
+                    UpdateError::Record(_) => "the database is unavailable; nothing changed, retry",
+                    UpdateError::Cache(_) => {
+                        "MySQL was updated but the cache was not invalidated; retry"
+                    }
+                    UpdateError::Stock(_) => "MySQL was updated but the Redis stock was not; retry",
                 }
-                UpdateError::Stock(_) => "MySQL was updated but the Redis stock was not; retry",
-            }
-            .into())
+                .into(),
+            )
         })?;
     Ok(Json(json!({
         "sku_id": sku.id,

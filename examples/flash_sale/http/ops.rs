@@ -18,5 +18,8 @@ pub async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
 
 /// OpenMetrics text.
 pub async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
 }

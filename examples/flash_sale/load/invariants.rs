@@ -1,6 +1,6 @@
 //! The invariants of a sale, read back from MySQL and Redis after the load.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use seckill::stock_lua::StockStore;
 use sqlx::MySqlPool;
@@ -27,6 +27,8 @@ pub struct Readback {
     pub mysql_stock: Option<u64>,
     /// The Redis stock.
     pub redis_stock: i64,
+    /// Units one buyer may hold (`skus.per_user_limit`; 1 when the row is gone).
+    pub per_user_limit: u64,
 }
 
 /// Why the read-back failed.
@@ -63,16 +65,22 @@ impl Readback {
         .bind(sku)
         .fetch_all(db)
         .await?;
-        let mysql_stock = sqlx::query_scalar("SELECT stock FROM skus WHERE id = ?")
-            .bind(sku)
-            .fetch_optional(db)
-            .await?;
+        let row: Option<(u64, u64)> =
+            sqlx::query_as("SELECT stock, per_user_limit FROM skus WHERE id = ?")
+                .bind(sku)
+                .fetch_optional(db)
+                .await?;
+        let (mysql_stock, per_user_limit) = match row {
+            Some((stock, limit)) => (Some(stock), limit),
+            None => (None, 1),
+        };
         let redis_stock = stock.stock(&sku.to_string()).await?;
         Ok(Self {
             orders,
             refused,
             mysql_stock,
             redis_stock,
+            per_user_limit,
         })
     }
 
@@ -87,9 +95,11 @@ impl Readback {
 pub struct Invariants {
     /// Units sold beyond the stock, plus any negative Redis stock.
     pub oversold: u64,
-    /// Order rows sharing a request id, extra orders of one user, and orders
-    /// of a request the load never saw queued.
+    /// Order rows sharing a request id, and orders of a request the load
+    /// never saw queued.
     pub duplicate_orders: u64,
+    /// Units buyers hold beyond the SKU's per-user limit, summed.
+    pub over_limit: u64,
     /// Requests answered `queued` with no order in MySQL.
     pub lost_orders: u64,
     /// |Redis stock − MySQL stock| + |initial − sold − MySQL stock|.
@@ -113,7 +123,14 @@ impl Invariants {
         let negative_redis = read.redis_stock.min(0).unsigned_abs();
         let rows = read.orders.len() as u64;
         let ids: HashSet<&str> = read.orders.iter().map(|o| o.request_id.as_str()).collect();
-        let users: HashSet<u64> = read.orders.iter().map(|o| o.user_id).collect();
+        let mut held: HashMap<u64, u64> = HashMap::new();
+        for order in &read.orders {
+            *held.entry(order.user_id).or_default() += u64::from(order.quantity);
+        }
+        let over_limit: u64 = held
+            .values()
+            .map(|units| units.saturating_sub(read.per_user_limit))
+            .sum();
         let phantom = ids
             .iter()
             .filter(|id| !queued.contains(**id) && !unknown.contains(**id))
@@ -128,7 +145,8 @@ impl Invariants {
         let mismatch = (redis - mysql).unsigned_abs() + (expected_mysql - mysql).unsigned_abs();
         Self {
             oversold: sold.saturating_sub(initial) + negative_redis,
-            duplicate_orders: (rows - ids.len() as u64) + (rows - users.len() as u64) + phantom,
+            duplicate_orders: (rows - ids.len() as u64) + phantom,
+            over_limit,
             lost_orders: lost,
             stock_mismatch: u64::try_from(mismatch).unwrap_or(u64::MAX),
             inconsistent_retries,
@@ -136,10 +154,11 @@ impl Invariants {
     }
 
     /// The invariants by name, in report order.
-    pub fn named(&self) -> [(&'static str, u64); 5] {
+    pub fn named(&self) -> [(&'static str, u64); 6] {
         [
             ("oversold", self.oversold),
             ("duplicate orders", self.duplicate_orders),
+            ("over the per-user limit", self.over_limit),
             ("lost orders", self.lost_orders),
             ("stock mismatch", self.stock_mismatch),
             ("inconsistent retries", self.inconsistent_retries),
@@ -175,6 +194,7 @@ mod tests {
             refused: vec![],
             mysql_stock: Some(0),
             redis_stock: 0,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(3, &ids(&["a", "b", "c"]), &ids(&[]), &read, 0);
         assert_eq!(inv, Invariants::default());
@@ -188,6 +208,7 @@ mod tests {
             refused: vec!["x".into()],
             mysql_stock: Some(7),
             redis_stock: 7,
+            per_user_limit: 2,
         };
         let inv = Invariants::check(10, &ids(&["a", "b"]), &ids(&[]), &read, 0);
         assert!(inv.hold(), "{inv:?}");
@@ -200,6 +221,7 @@ mod tests {
             refused: vec![],
             mysql_stock: Some(0),
             redis_stock: -1,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(2, &ids(&["a", "b", "c"]), &ids(&[]), &read, 0);
         assert_eq!(inv.oversold, 2);
@@ -223,9 +245,18 @@ mod tests {
             refused: vec![],
             mysql_stock: Some(6),
             redis_stock: 6,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(10, &ids(&["a", "b"]), &ids(&["u"]), &read, 0);
-        assert_eq!(inv.duplicate_orders, 2);
+        assert_eq!(inv.duplicate_orders, 1);
+        assert_eq!(inv.over_limit, 1);
+        // With a limit of 2, user 1's two units are within it.
+        let within = Readback {
+            per_user_limit: 2,
+            ..read
+        };
+        let inv = Invariants::check(10, &ids(&["a", "b"]), &ids(&["u"]), &within, 0);
+        assert_eq!((inv.duplicate_orders, inv.over_limit), (1, 0));
         assert_eq!(inv.lost_orders, 0);
         assert_eq!(inv.oversold, 0);
         assert_eq!(inv.stock_mismatch, 0);
@@ -238,6 +269,7 @@ mod tests {
             refused: vec!["c".into()],
             mysql_stock: Some(2),
             redis_stock: 0,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(3, &ids(&["a", "b", "c"]), &ids(&[]), &read, 0);
         assert_eq!(inv.lost_orders, 2);
@@ -255,6 +287,7 @@ mod tests {
             refused: vec![],
             mysql_stock: Some(3),
             redis_stock: 0,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(3, &ids(&["a", "b", "c"]), &ids(&[]), &read, 1);
         assert_eq!(
@@ -262,6 +295,7 @@ mod tests {
             [
                 ("oversold", 0),
                 ("duplicate orders", 0),
+                ("over the per-user limit", 0),
                 ("lost orders", 3),
                 ("stock mismatch", 3),
                 ("inconsistent retries", 1),
@@ -276,6 +310,7 @@ mod tests {
             refused: vec![],
             mysql_stock: None,
             redis_stock: 5,
+            per_user_limit: 1,
         };
         let inv = Invariants::check(5, &ids(&[]), &ids(&[]), &read, 0);
         assert_eq!(inv.stock_mismatch, 10);

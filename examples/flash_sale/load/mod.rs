@@ -29,8 +29,8 @@ use sqlx::mysql::MySqlPoolOptions;
 use self::generator::{LoadRun, Plan};
 use self::invariants::{Invariants, Readback};
 pub use self::report::Report;
-use crate::config::{LoadSettings, Services};
 use crate::config::redact;
+use crate::config::{LoadSettings, Services};
 
 /// Slices of the run in the charts.
 const TIMELINE_SLICES: usize = 60;

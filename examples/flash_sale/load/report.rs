@@ -357,6 +357,7 @@ pub(super) mod tests {
             refused: Vec::new(),
             mysql_stock: Some(3),
             redis_stock: 0,
+            per_user_limit: 1,
         };
         let mut invariants = Invariants::default();
         if lost {

@@ -40,11 +40,12 @@ impl Store {
                 order,
             }));
         }
-        let reason =
-            sqlx::query_scalar::<_, String>("SELECT reason FROM failed_orders WHERE request_id = ?")
-                .bind(request_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let reason = sqlx::query_scalar::<_, String>(
+            "SELECT reason FROM failed_orders WHERE request_id = ?",
+        )
+        .bind(request_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match reason {
             Some(reason) => Ledger::Failed(FailReason::parse(&reason)),
             None => Ledger::Nothing,

@@ -15,25 +15,40 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::support::{Broker, DEADLINE, TestEnv, mysql_stock, wait_until};
+use crate::domain::order::{FailReason, Order};
+use crate::domain::ports::OrderQueue;
+use crate::domain::request_id::RequestId;
+use crate::domain::sku::Sku;
+use crate::kafka::consumer::{self, ConsumerDeps, ConsumerError};
+use crate::kafka::message;
+use crate::kafka::producer;
 use crate::metrics::Metrics;
-use crate::orders::consumer::{
-    self, ConsumerDeps, ConsumerError, REASON_OUT_OF_STOCK, REASON_PER_USER_LIMIT,
-};
-use crate::orders::db::{self, Sku};
-use crate::orders::message::{self, Order};
-use crate::orders::producer;
 
-/// Puts SKU `id` on sale with `mysql` units in MySQL and `redis` in Redis.
+/// Puts SKU `id` on sale with `mysql` units in MySQL and `redis` in Redis,
+/// one unit per buyer.
 pub(super) async fn put_on_sale(env: &TestEnv, id: u64, mysql: u64, redis: u64) {
+    put_on_sale_with_limit(env, id, mysql, redis, 1).await;
+}
+
+/// [`put_on_sale`] with `limit` units per buyer in MySQL.
+pub(super) async fn put_on_sale_with_limit(
+    env: &TestEnv,
+    id: u64,
+    mysql: u64,
+    redis: u64,
+    limit: u64,
+) {
     let sku = Sku {
         id,
         name: format!("sku {id}"),
         price_cents: 100,
         stock: mysql,
+        per_user_limit: limit,
     };
-    db::upsert_sku(&env.backends.db, &sku).await.unwrap();
+    env.backends.store.upsert_sku(&sku).await.unwrap();
     env.backends
         .stock
+        .store()
         .set_stock(&id.to_string(), redis)
         .await
         .unwrap();
@@ -43,7 +58,7 @@ pub(super) async fn put_on_sale(env: &TestEnv, id: u64, mysql: u64, redis: u64) 
 pub(super) fn orders(sku: u64, users: std::ops::Range<u64>) -> Vec<Order> {
     users
         .map(|user| Order {
-            request_id: format!("req-{sku}-{user}"),
+            request_id: RequestId::parse(format!("req-{sku}-{user}")).unwrap(),
             user_id: user,
             sku_id: sku,
             quantity: 1,
@@ -54,12 +69,12 @@ pub(super) fn orders(sku: u64, users: std::ops::Range<u64>) -> Vec<Order> {
 /// Deducts `order` in Redis the way a purchase does; `limit` is the per-user limit.
 pub(super) async fn deduct(env: &TestEnv, order: &Order, limit: Option<u64>) {
     let deduction = Deduction {
-        request_id: order.request_id.clone(),
+        request_id: order.request_id.to_string(),
         user_id: order.user_id.to_string(),
         items: vec![(order.sku_id.to_string(), u64::from(order.quantity))],
         per_user_limit: limit,
     };
-    let decision = env.backends.stock.deduct(&deduction).await.unwrap();
+    let decision = env.backends.stock.store().deduct(&deduction).await.unwrap();
     assert_eq!(decision.outcome, Outcome::Deducted, "{order:?}");
 }
 
@@ -87,7 +102,12 @@ pub(super) async fn failed_orders(db: &MySqlPool) -> Vec<(String, String)> {
 }
 
 pub(super) async fn redis_stock(env: &TestEnv, sku: u64) -> i64 {
-    env.backends.stock.stock(&sku.to_string()).await.unwrap()
+    env.backends
+        .stock
+        .store()
+        .stock(&sku.to_string())
+        .await
+        .unwrap()
 }
 
 pub(super) fn producer(env: &TestEnv) -> FutureProducer {
@@ -113,7 +133,7 @@ impl Worker {
             kafka: Arc::clone(&env.backends.kafka),
             group: group.to_owned(),
             topic: env.services.topic.clone(),
-            db: env.backends.db.clone(),
+            store: env.backends.store.clone(),
             stock: env.backends.stock.clone(),
             metrics: Arc::clone(metrics),
         };
@@ -147,23 +167,23 @@ async fn creates_every_order(broker: Broker) {
         put_on_sale(&env, sku, 1_000, 1_000).await;
     }
     let worker = Worker::start_default(&env);
-    let state = env.backends.state(&env.sale).unwrap();
+    let sale = env.backends.sale(&env.sale).unwrap();
     let all: Vec<Order> = skus.iter().flat_map(|&s| orders(s, 0..500)).collect();
     let tasks: Vec<_> = all
         .iter()
         .cloned()
         .map(|order| {
-            let sink = state.orders.clone();
-            tokio::spawn(async move { sink.submit(order).await.is_ok() })
+            let sink = sale.queue().clone();
+            tokio::spawn(async move { sink.enqueue(order).await.is_ok() })
         })
         .collect();
     for task in tasks {
         assert!(task.await.unwrap());
     }
-    state.orders.shutdown().await;
+    sale.queue().shutdown().await;
     let metrics = &env.backends.metrics;
     assert_eq!(metrics.orders_published.get(), 2_000);
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     wait_until("2,000 orders in MySQL", || async {
         order_count(db).await == 2_000
     })
@@ -174,7 +194,7 @@ async fn creates_every_order(broker: Broker) {
     .await;
     worker.stop().await;
     assert_eq!(order_count(db).await, 2_000);
-    let expected: BTreeSet<String> = all.iter().map(|o| o.request_id.clone()).collect();
+    let expected: BTreeSet<String> = all.iter().map(|o| o.request_id.to_string()).collect();
     assert_eq!(order_ids(db).await, expected);
     for sku in skus {
         assert_eq!(mysql_stock(db, sku).await, 500);
@@ -193,7 +213,7 @@ async fn redelivery_is_a_no_op(broker: Broker) {
     let env = TestEnv::new(broker).await;
     put_on_sale(&env, 1, 1_000, 1_000).await;
     put_on_sale(&env, 2, 1_000, 1_000).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     let worker = Worker::start_default(&env);
     let producer = producer(&env);
@@ -251,7 +271,7 @@ async fn redelivery_is_a_no_op(broker: Broker) {
 async fn out_of_stock_orders_are_refunded(broker: Broker) {
     let env = TestEnv::new(broker).await;
     put_on_sale(&env, 1, 5, 8).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     let sold = orders(1, 1..9);
     for order in &sold {
@@ -272,14 +292,15 @@ async fn out_of_stock_orders_are_refunded(broker: Broker) {
     assert_eq!(mysql_stock(db, 1).await, 0);
     let refused: Vec<(String, String)> = sold[5..]
         .iter()
-        .map(|o| (o.request_id.clone(), REASON_OUT_OF_STOCK.to_owned()))
+        .map(|o| (o.request_id.to_string(), FailReason::OutOfStock.to_string()))
         .collect();
     assert_eq!(failed_orders(db).await, refused);
     for (i, order) in sold.iter().enumerate() {
         let record = env
             .backends
             .stock
-            .request(&order.request_id)
+            .store()
+            .request(order.request_id.as_str())
             .await
             .unwrap()
             .unwrap();
@@ -287,17 +308,7 @@ async fn out_of_stock_orders_are_refunded(broker: Broker) {
     }
 
     // More units in MySQL, then everything again: nothing changes.
-    db::upsert_sku(
-        db,
-        &Sku {
-            id: 1,
-            name: "sku 1".into(),
-            price_cents: 100,
-            stock: 10,
-        },
-    )
-    .await
-    .unwrap();
+    put_on_sale_with_limit(&env, 1, 10, 3, 1).await;
     publish(&env, &producer, &sold).await;
     wait_until("8 duplicates", || async {
         metrics.orders_duplicate.get() == 8
@@ -313,21 +324,21 @@ async fn out_of_stock_orders_are_refunded(broker: Broker) {
     env.cleanup().await;
 }
 
-/// A second order of the same user and SKU (Redis lost the first one's
-/// count) is refused by the unique key and refunded.
+/// An order that takes a buyer over the SKU's per-user limit in MySQL
+/// (Redis lost the first one's count) is refused and refunded.
 async fn second_order_of_a_user_is_refused(broker: Broker) {
     let env = TestEnv::new(broker).await;
-    put_on_sale(&env, 1, 10, 10).await;
-    let db = &env.backends.db;
+    put_on_sale_with_limit(&env, 1, 10, 10, 2).await;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     let first = Order {
-        request_id: "first".into(),
+        request_id: RequestId::parse("first").unwrap(),
         user_id: 9,
         sku_id: 1,
         quantity: 2,
     };
     let second = Order {
-        request_id: "second".into(),
+        request_id: RequestId::parse("second").unwrap(),
         quantity: 3,
         ..first.clone()
     };
@@ -347,10 +358,72 @@ async fn second_order_of_a_user_is_refused(broker: Broker) {
     assert_eq!(mysql_stock(db, 1).await, 8);
     assert_eq!(
         failed_orders(db).await,
-        vec![("second".to_owned(), REASON_PER_USER_LIMIT.to_owned())]
+        vec![("second".to_owned(), FailReason::PerUserLimit.to_string())]
     );
-    let record = env.backends.stock.request("second").await.unwrap().unwrap();
+    let record = env
+        .backends
+        .stock
+        .store()
+        .request("second")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(record.refunded);
+    env.cleanup().await;
+}
+
+/// A limit of N is N units across a buyer's orders, also in MySQL: with a
+/// limit of 3, orders of 1 + 2 units are created, and the next unit (which
+/// Redis, having lost its count, let through) is refused and refunded, in
+/// one batch and across batches.
+async fn per_user_limit_counts_units_across_orders(broker: Broker) {
+    let env = TestEnv::new(broker).await;
+    put_on_sale_with_limit(&env, 1, 100, 100, 3).await;
+    let db = env.backends.store.pool();
+    let metrics = &env.backends.metrics;
+    let order = |id: &str, user: u64, quantity: u32| Order {
+        request_id: RequestId::parse(id).unwrap(),
+        user_id: user,
+        sku_id: 1,
+        quantity,
+    };
+    let first = [
+        order("a1", 7, 1),
+        order("a2", 7, 2),
+        order("a3", 7, 1),
+        order("b1", 8, 3),
+    ];
+    for o in &first {
+        deduct(&env, o, None).await;
+    }
+    let worker = Worker::start_default(&env);
+    let producer = producer(&env);
+    publish(&env, &producer, &first).await;
+    wait_until("a3 refunded", || async { metrics.orders_failed.get() == 1 }).await;
+    // A later batch: one more unit for each buyer.
+    let later = [order("a4", 7, 1), order("b2", 8, 1), order("c1", 9, 3)];
+    for o in &later {
+        deduct(&env, o, None).await;
+    }
+    publish(&env, &producer, &later).await;
+    wait_until("3 refused", || async { metrics.orders_failed.get() == 3 }).await;
+    wait_until("4 created", || async { metrics.orders_created.get() == 4 }).await;
+    worker.stop().await;
+    assert_eq!(
+        order_ids(db).await,
+        BTreeSet::from(["a1", "a2", "b1", "c1"].map(str::to_owned))
+    );
+    let refused: Vec<(String, String)> = ["a3", "a4", "b2"]
+        .iter()
+        .map(|id| ((*id).to_owned(), FailReason::PerUserLimit.to_string()))
+        .collect();
+    assert_eq!(failed_orders(db).await, refused);
+    // 9 units sold; the 3 refused units are back in Redis.
+    assert_eq!(mysql_stock(db, 1).await, 91);
+    wait_until("refunds in Redis", || async {
+        redis_stock(&env, 1).await == 91
+    })
+    .await;
     env.cleanup().await;
 }
 
@@ -362,13 +435,11 @@ async fn malformed_messages_are_skipped(broker: Broker) {
     let metrics = &env.backends.metrics;
     let worker = Worker::start_default(&env);
     let producer = producer(&env);
-    let bad_order = Order {
-        request_id: "has a space".into(),
-        user_id: 1,
-        sku_id: 1,
-        quantity: 1,
-    };
-    let payloads = [b"not json".to_vec(), message::encode(&[bad_order])];
+    // An id the producer could never write, and an order of no units.
+    let bad_id =
+        br#"{"orders":[{"request_id":"has a space","user_id":1,"sku_id":1,"quantity":1}]}"#;
+    let no_units = br#"{"orders":[{"request_id":"z","user_id":1,"sku_id":1,"quantity":0}]}"#;
+    let payloads = [b"not json".to_vec(), bad_id.to_vec(), no_units.to_vec()];
     for payload in &payloads {
         let record = FutureRecord::to(&env.services.topic)
             .key("1")
@@ -385,9 +456,9 @@ async fn malformed_messages_are_skipped(broker: Broker) {
     })
     .await;
     worker.stop().await;
-    assert_eq!(metrics.messages_malformed.get(), 2);
-    assert_eq!(order_count(&env.backends.db).await, 10);
-    assert_eq!(mysql_stock(&env.backends.db, 1).await, 90);
+    assert_eq!(metrics.messages_malformed.get(), 3);
+    assert_eq!(order_count(env.backends.store.pool()).await, 10);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 1).await, 90);
     env.cleanup().await;
 }
 
@@ -451,7 +522,7 @@ async fn graceful_stop_then_restart(broker: Broker) {
     for sku in skus {
         put_on_sale(&env, sku, 1_000, 1_000).await;
     }
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let producer = producer(&env);
     // 20 messages of 100 orders.
     for sku in skus {
@@ -473,7 +544,7 @@ async fn graceful_stop_then_restart(broker: Broker) {
         .await
         .into_iter()
         .filter(|(partition, offset, _)| offsets.get(partition).is_some_and(|c| offset < c))
-        .flat_map(|(_, _, orders)| orders.into_iter().map(|o| o.request_id))
+        .flat_map(|(_, _, orders)| orders.into_iter().map(|o| o.request_id.to_string()))
         .collect();
     assert!(!written.is_empty());
     assert_eq!(order_ids(db).await, written);
@@ -506,7 +577,7 @@ async fn graceful_stop_then_restart(broker: Broker) {
 async fn mysql_outage_keeps_the_batch(broker: Broker) {
     let env = TestEnv::new(broker).await;
     put_on_sale(&env, 1, 1_000, 1_000).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let producer = producer(&env);
     let first = Arc::new(Metrics::default());
     let worker = Worker::start(&env, &env.services.group, &first);
@@ -555,7 +626,7 @@ async fn two_consumers_share_a_group(broker: Broker) {
     for sku in skus {
         put_on_sale(&env, sku, 1_000, 1_000).await;
     }
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let producer = producer(&env);
     let (a, b) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
     let first = Worker::start(&env, &env.services.group, &a);
@@ -616,6 +687,7 @@ on_both_brokers!(
     redelivery_is_a_no_op,
     out_of_stock_orders_are_refunded,
     second_order_of_a_user_is_refused,
+    per_user_limit_counts_units_across_orders,
     malformed_messages_are_skipped,
     graceful_stop_then_restart,
     mysql_outage_keeps_the_batch,

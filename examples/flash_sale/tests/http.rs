@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::support::{ADMIN_TOKEN, Broker, TestEnv, mysql_stock, wait_within};
-use crate::service::Running;
+use crate::app::Running;
 
 /// A client for one running instance.
 struct Client {
@@ -89,7 +89,7 @@ impl Client {
 async fn order_count(env: &TestEnv, sku: u64) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE sku_id = ?")
         .bind(sku)
-        .fetch_one(&env.backends.db)
+        .fetch_one(env.backends.store.pool())
         .await
         .unwrap()
 }
@@ -111,7 +111,7 @@ async fn purchase_outcomes(broker: Broker) {
         (status, body["status"].clone()),
         (StatusCode::ACCEPTED, json!("queued"))
     );
-    assert_eq!(env.backends.stock.stock("7").await.unwrap(), 2);
+    assert_eq!(env.backends.stock.store().stock("7").await.unwrap(), 2);
     // The same user again with a new id: over the per-user limit.
     let (status, body) = client.buy("r-2", 1, 7).await;
     assert_eq!(
@@ -131,21 +131,21 @@ async fn purchase_outcomes(broker: Broker) {
     for (id, user) in [("r-4", 2), ("R-4", 3)] {
         assert_eq!(client.buy(id, user, 7).await.0, StatusCode::ACCEPTED);
     }
-    let deductions = running.state.metrics.redis_deductions.get();
+    let deductions = running.metrics.redis_deductions.get();
     let (status, body) = client.buy("r-6", 4, 7).await;
     assert_eq!(
         (status, body["status"].clone()),
         (StatusCode::OK, json!("sold_out"))
     );
-    assert_eq!(running.state.metrics.redis_deductions.get(), deductions + 1);
+    assert_eq!(running.metrics.redis_deductions.get(), deductions + 1);
     // Redis said sold out: the next answer comes from the local flag.
     let (status, body) = client.buy("r-7", 5, 7).await;
     assert_eq!(
         (status, body["status"].clone()),
         (StatusCode::OK, json!("sold_out"))
     );
-    assert_eq!(running.state.metrics.redis_deductions.get(), deductions + 1);
-    assert_eq!(running.state.metrics.sold_out_local.get(), 1);
+    assert_eq!(running.metrics.redis_deductions.get(), deductions + 1);
+    assert_eq!(running.metrics.sold_out_local.get(), 1);
 
     // Unknown SKU.
     let (status, body) = client.buy("r-8", 6, 999).await;
@@ -172,7 +172,7 @@ async fn purchase_outcomes(broker: Broker) {
         json!({ "status": "not_found", "request_id": "nobody" })
     );
     assert_eq!(order_count(&env, 7).await, 3);
-    assert_eq!(mysql_stock(&env.backends.db, 7).await, 0);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 7).await, 0);
 
     // The SKU through the cache, with the live stock.
     let (status, body) = client.get("/api/v1/skus/7").await;
@@ -182,7 +182,15 @@ async fn purchase_outcomes(broker: Broker) {
         json!({ "sku_id": 7, "name": "phone", "price_cents": 1999, "stock": 0 })
     );
     assert_eq!(client.get("/api/v1/skus/8").await.0, StatusCode::NOT_FOUND);
+    // Once more: a hit, counted once.
+    assert_eq!(client.get("/api/v1/skus/7").await.0, StatusCode::OK);
 
+    // The consumer counts an order after its transaction commits, so the
+    // rows can be visible a moment before the counter moves: wait for it.
+    wait_within("3 orders counted", Duration::from_secs(30), || async {
+        running.metrics.orders_created.get() >= 3
+    })
+    .await;
     let (status, text) = client.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap().to_owned();
@@ -194,6 +202,7 @@ async fn purchase_outcomes(broker: Broker) {
         "seckill_orders_created_total 3\n",
         "seckill_request_duration_seconds_count 9\n",
         "seckill_cache_loads_total 2\n",
+        "seckill_cache_hits_total 1\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
@@ -248,8 +257,8 @@ async fn crowd_never_oversells(broker: Broker) {
     })
     .await;
     assert_eq!(order_count(&env, 1).await, 500);
-    assert_eq!(mysql_stock(&env.backends.db, 1).await, 0);
-    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 0);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 1).await, 0);
+    assert_eq!(env.backends.stock.store().stock("1").await.unwrap(), 0);
     running.shutdown().await;
     env.cleanup().await;
 }
@@ -447,9 +456,11 @@ async fn malformed_input_is_refused() {
         assert!(answer["error"].is_string(), "{name}: {answer}");
     }
     // Nothing was decided, and the service still serves.
-    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 10);
+    assert_eq!(env.backends.stock.store().stock("1").await.unwrap(), 10);
     assert_eq!(
-        running.state.metrics.outcome_count("bad_request"),
+        running
+            .metrics
+            .outcome_count(crate::metrics::Outcome::BadRequest),
         cases.len() as u64
     );
     let (status, body) = client.buy("fine", 1, 1).await;
@@ -482,6 +493,49 @@ async fn malformed_input_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+/// `--per-user-limit 3`: a buyer may hold three units across requests, no
+/// more, end to end (Redis decides, the SKU row records the limit, MySQL
+/// holds the orders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_user_limit_of_n_units() {
+    let env = TestEnv::with_sale(Broker::Mock, |sale| sale.per_user_limit = 3).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    let (status, sku) = client.put_sku(4, "shoes", 100).await;
+    assert_eq!(
+        (status, sku["per_user_limit"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let buy = |id: &str, user: u64, quantity: u32| json!({ "request_id": id, "user_id": user, "sku_id": 4, "quantity": quantity });
+    for (body, want) in [
+        (buy("a", 1, 1), "queued"),
+        (buy("b", 1, 2), "queued"),
+        (buy("c", 1, 1), "limit_exceeded"),
+        (buy("d", 2, 4), "limit_exceeded"),
+        (buy("e", 2, 3), "queued"),
+        (buy("f", 2, 1), "limit_exceeded"),
+    ] {
+        let (_, answer) = client.post_json(body.clone()).await;
+        assert_eq!(answer["status"], want, "{body}");
+    }
+    for id in ["a", "b", "e"] {
+        client.wait_order(id, "created").await;
+    }
+    let held: Vec<(u64, u64)> = sqlx::query_as(
+        "SELECT user_id, CAST(SUM(quantity) AS UNSIGNED) FROM orders WHERE sku_id = 4 \
+         GROUP BY user_id ORDER BY user_id",
+    )
+    .fetch_all(env.backends.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(held, vec![(1, 3), (2, 3)]);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 4).await, 94);
+    let (_, body) = client.get("/api/v1/orders/c").await;
+    assert_eq!(body["reason"], "limit_exceeded");
     running.shutdown().await;
     env.cleanup().await;
 }
@@ -526,8 +580,13 @@ async fn rate_limits_answer_429() {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Rate-limited requests were never decided: only two units are gone.
-    assert_eq!(env.backends.stock.stock("1").await.unwrap(), 8);
-    assert_eq!(running.state.metrics.outcome_count("rate_limited"), 2);
+    assert_eq!(env.backends.stock.store().stock("1").await.unwrap(), 8);
+    assert_eq!(
+        running
+            .metrics
+            .outcome_count(crate::metrics::Outcome::RateLimited),
+        2
+    );
     running.shutdown().await;
     env.cleanup().await;
 }
@@ -567,14 +626,14 @@ async fn admin_updates_sku_and_cache() {
         (sku["name"].clone(), sku["stock"].clone()),
         (json!("watch II"), json!(6))
     );
-    assert_eq!(mysql_stock(&env.backends.db, 5).await, 6);
-    assert_eq!(env.backends.stock.stock("5").await.unwrap(), 6);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 5).await, 6);
+    assert_eq!(env.backends.stock.store().stock("5").await.unwrap(), 6);
     running.shutdown().await;
 
     // Without a token the admin route does not exist.
     let mut services = env.services.clone();
     services.admin_token = None;
-    let backends = crate::service::Backends::connect(&services).await.unwrap();
+    let backends = crate::app::Backends::connect(&services).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = Running::start(&backends, &env.sale, listener).unwrap();
     let client = Client::new(&running);
@@ -615,7 +674,7 @@ async fn shutdown_loses_nothing(broker: Broker) {
             .iter()
             .all(|s| *s.as_ref().unwrap() == StatusCode::ACCEPTED)
     );
-    let metrics = std::sync::Arc::clone(&running.state.metrics);
+    let metrics = std::sync::Arc::clone(&running.metrics);
     running.shutdown().await;
     assert_eq!(metrics.orders_published.get(), 400);
     assert_eq!(metrics.orders_publish_failed.get(), 0);
@@ -629,7 +688,7 @@ async fn shutdown_loses_nothing(broker: Broker) {
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(order_count(&env, 3).await, 400);
-    assert_eq!(mysql_stock(&env.backends.db, 3).await, 0);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 3).await, 0);
     env.cleanup().await;
 }
 

@@ -12,13 +12,14 @@ use super::consumer::{
     Worker, deduct, on_both_brokers, order_count, order_ids, orders, put_on_sale, redis_stock,
 };
 use super::support::{Broker, TestEnv, mysql_stock, wait_until};
-use crate::orders::kafka::Kafka;
-use crate::orders::producer::{BatchSettings, OrderSink};
+use crate::domain::ports::OrderQueue;
+use crate::kafka::client::Kafka;
+use crate::kafka::producer::{BatchSettings, OrderSink};
 use crate::reconcile::{PassReport, Reconciler};
 
 fn reconciler(env: &TestEnv, grace: Duration) -> Reconciler {
     Reconciler::new(
-        env.backends.db.clone(),
+        env.backends.store.clone(),
         env.backends.stock.clone(),
         env.backends.kafka.producer().unwrap(),
         env.services.topic.clone(),
@@ -40,7 +41,7 @@ fn report(checked: u64, republished: u64) -> PassReport {
 async fn republishes_lost_deductions(broker: Broker) {
     let env = TestEnv::new(broker).await;
     put_on_sale(&env, 1, 100, 100).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     let lost = orders(1, 0..50);
     for order in &lost {
@@ -72,7 +73,7 @@ async fn republishes_lost_deductions(broker: Broker) {
     assert_eq!(eager.pass().await.unwrap(), report(0, 0));
     worker.stop().await;
 
-    let expected: BTreeSet<String> = lost.iter().map(|o| o.request_id.clone()).collect();
+    let expected: BTreeSet<String> = lost.iter().map(|o| o.request_id.to_string()).collect();
     assert_eq!(order_ids(db).await, expected);
     assert_eq!(metrics.reconciler_republished.get(), 50);
     assert_eq!(metrics.orders_created.get(), 50);
@@ -87,19 +88,19 @@ async fn republishes_lost_deductions(broker: Broker) {
 async fn republishes_across_pages(broker: Broker) {
     let env = TestEnv::new(broker).await;
     put_on_sale(&env, 1, 2_000, 2_000).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let lost = orders(1, 0..1_200);
     let tasks: Vec<_> = lost
         .iter()
         .map(|order| {
             let stock = env.backends.stock.clone();
             let deduction = Deduction {
-                request_id: order.request_id.clone(),
+                request_id: order.request_id.to_string(),
                 user_id: order.user_id.to_string(),
                 items: vec![("1".to_owned(), 1)],
                 per_user_limit: Some(1),
             };
-            tokio::spawn(async move { stock.deduct(&deduction).await.unwrap().outcome })
+            tokio::spawn(async move { stock.store().deduct(&deduction).await.unwrap().outcome })
         })
         .collect();
     for task in tasks {
@@ -115,7 +116,7 @@ async fn republishes_across_pages(broker: Broker) {
     assert_eq!(eager.pass().await.unwrap(), report(1_200, 0));
     assert_eq!(eager.pass().await.unwrap(), report(0, 0));
     worker.stop().await;
-    let expected: BTreeSet<String> = lost.iter().map(|o| o.request_id.clone()).collect();
+    let expected: BTreeSet<String> = lost.iter().map(|o| o.request_id.to_string()).collect();
     assert_eq!(order_ids(db).await, expected);
     assert_eq!(env.backends.metrics.orders_created.get(), 1_200);
     assert_eq!(mysql_stock(db, 1).await, 800);
@@ -132,7 +133,7 @@ async fn kafka_down_then_reconciled(broker: Broker) {
     .await;
     put_on_sale(&env, 1, 500, 500).await;
     put_on_sale(&env, 2, 500, 500).await;
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     // Nothing listens on port 1; a short message timeout fails batches fast.
     let dead: FutureProducer = Kafka::connect(Some("127.0.0.1:1"))
@@ -157,7 +158,7 @@ async fn kafka_down_then_reconciled(broker: Broker) {
         .collect();
     for order in &sold {
         deduct(&env, order, Some(1)).await;
-        sink.submit(order.clone()).await.unwrap();
+        sink.enqueue(order.clone()).await.unwrap();
     }
     sink.shutdown().await;
     assert_eq!(metrics.orders_publish_failed.get(), 200);
@@ -176,7 +177,7 @@ async fn kafka_down_then_reconciled(broker: Broker) {
     stop.cancel();
     consumer.await.unwrap();
     reconciler.await.unwrap();
-    let expected: BTreeSet<String> = sold.iter().map(|o| o.request_id.clone()).collect();
+    let expected: BTreeSet<String> = sold.iter().map(|o| o.request_id.to_string()).collect();
     assert_eq!(order_ids(db).await, expected);
     assert_eq!(metrics.orders_created.get(), 200);
     assert!(metrics.reconciler_republished.get() >= 200);
@@ -198,7 +199,7 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
     for sku in skus {
         put_on_sale(&env, sku, 500, 500).await;
     }
-    let db = &env.backends.db;
+    let db = env.backends.store.pool();
     let metrics = &env.backends.metrics;
     let running = env.start().await;
     let sold: Vec<_> = skus.iter().flat_map(|&s| orders(s, 0..500)).collect();
@@ -206,17 +207,17 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
         .iter()
         .cloned()
         .map(|order| {
-            let state = running.state.clone();
+            let sale = std::sync::Arc::clone(&running.sale);
             tokio::spawn(async move {
                 let deduction = Deduction {
-                    request_id: order.request_id.clone(),
+                    request_id: order.request_id.to_string(),
                     user_id: order.user_id.to_string(),
                     items: vec![(order.sku_id.to_string(), 1)],
                     per_user_limit: Some(1),
                 };
-                let decided = state.stock.deduct(&deduction).await.unwrap();
+                let decided = sale.stock().store().deduct(&deduction).await.unwrap();
                 assert!(decided.outcome.is_deducted());
-                state.orders.submit(order).await.is_ok()
+                sale.queue().enqueue(order).await.is_ok()
             })
         })
         .collect();
@@ -229,7 +230,7 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
     .await;
     running.shutdown().await;
 
-    let expected: BTreeSet<String> = sold.iter().map(|o| o.request_id.clone()).collect();
+    let expected: BTreeSet<String> = sold.iter().map(|o| o.request_id.to_string()).collect();
     assert_eq!(order_ids(db).await, expected);
     assert_eq!(metrics.orders_created.get(), 2_000);
     assert_eq!(metrics.orders_failed.get(), 0);
@@ -240,6 +241,7 @@ async fn eager_reconciler_never_doubles(broker: Broker) {
         let log = env
             .backends
             .stock
+            .store()
             .deduction_log(&sku.to_string(), None, 1_000)
             .await
             .unwrap();

@@ -9,8 +9,8 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, MySqlPool};
 use tokio::net::TcpListener;
 
+use crate::app::{Backends, Running};
 use crate::config::{SaleSettings, Services};
-use crate::service::{Backends, Running};
 
 /// Longest wait for an outcome before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -39,11 +39,11 @@ where
 
 /// Units of `sku` left in MySQL.
 pub async fn mysql_stock(db: &MySqlPool, sku: u64) -> u64 {
-    crate::orders::db::load_sku(db, sku)
+    sqlx::query_scalar("SELECT stock FROM skus WHERE id = ?")
+        .bind(sku)
+        .fetch_one(db)
         .await
         .unwrap()
-        .unwrap()
-        .stock
 }
 
 /// Which Kafka a test runs against.

@@ -28,7 +28,10 @@ struct MemoryState {
 impl StockLedger for MemoryStock {
     async fn deduct(&self, p: &Purchase, limit: u64) -> Result<Deduction, Unavailable> {
         if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Unavailable::new(crate::domain::ports::Service::Stock, "down"));
+            return Err(Unavailable::new(
+                crate::domain::ports::Service::Stock,
+                "down",
+            ));
         }
         let mut s = self.state.lock().unwrap();
         s.calls += 1;
@@ -68,7 +71,14 @@ impl StockLedger for MemoryStock {
     }
 
     async fn units_left(&self, sku: u64) -> Result<u64, Unavailable> {
-        Ok(self.state.lock().unwrap().units.get(&sku).copied().unwrap_or(0))
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .units
+            .get(&sku)
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn decided(&self, _: &RequestId) -> Result<Option<Decided>, Unavailable> {
@@ -137,8 +147,14 @@ fn calls(sale: &Sale<MemoryStock, MemoryQueue>) -> usize {
 async fn grants_queue_once_and_replays_answer_the_same() {
     let sale = sale(rules());
     sale.restock(7, 2).await.unwrap();
-    assert_eq!(sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(), Answer::Queued);
-    assert_eq!(sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
     assert_eq!(sale.queue.orders.lock().unwrap().len(), 1);
     assert_eq!(
         sale.purchase(IP, buy("b", 1, 7, 1)).await.unwrap(),
@@ -161,8 +177,14 @@ async fn a_limit_of_n_is_n_units_across_requests() {
         ..rules()
     });
     sale.restock(1, 100).await.unwrap();
-    assert_eq!(sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(), Answer::Queued);
-    assert_eq!(sale.purchase(IP, buy("b", 1, 1, 2)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    assert_eq!(
+        sale.purchase(IP, buy("b", 1, 1, 2)).await.unwrap(),
+        Answer::Queued
+    );
     assert_eq!(
         sale.purchase(IP, buy("c", 1, 1, 1)).await.unwrap(),
         Answer::LimitExceeded
@@ -171,8 +193,18 @@ async fn a_limit_of_n_is_n_units_across_requests() {
         sale.purchase(IP, buy("d", 2, 1, 4)).await.unwrap(),
         Answer::LimitExceeded
     );
-    assert_eq!(sale.purchase(IP, buy("e", 2, 1, 3)).await.unwrap(), Answer::Queued);
-    let units: u32 = sale.queue.orders.lock().unwrap().iter().map(|o| o.quantity).sum();
+    assert_eq!(
+        sale.purchase(IP, buy("e", 2, 1, 3)).await.unwrap(),
+        Answer::Queued
+    );
+    let units: u32 = sale
+        .queue
+        .orders
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|o| o.quantity)
+        .sum();
     assert_eq!(units, 6);
 }
 
@@ -180,19 +212,40 @@ async fn a_limit_of_n_is_n_units_across_requests() {
 async fn the_flag_answers_without_the_ledger_and_keeps_first_answers() {
     let sale = sale(rules());
     sale.restock(7, 1).await.unwrap();
-    assert_eq!(sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(), Answer::Queued);
-    assert_eq!(sale.purchase(IP, buy("b", 1, 7, 1)).await.unwrap(), Answer::LimitExceeded);
-    assert_eq!(sale.purchase(IP, buy("c", 2, 7, 1)).await.unwrap(), Answer::SoldOut);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    assert_eq!(
+        sale.purchase(IP, buy("b", 1, 7, 1)).await.unwrap(),
+        Answer::LimitExceeded
+    );
+    assert_eq!(
+        sale.purchase(IP, buy("c", 2, 7, 1)).await.unwrap(),
+        Answer::SoldOut
+    );
     let before = calls(&sale);
-    assert_eq!(sale.purchase(IP, buy("d", 3, 7, 1)).await.unwrap(), Answer::SoldOut);
+    assert_eq!(
+        sale.purchase(IP, buy("d", 3, 7, 1)).await.unwrap(),
+        Answer::SoldOut
+    );
     // Retries after the sell-out get their first answers, from memory.
-    assert_eq!(sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(), Answer::Queued);
-    assert_eq!(sale.purchase(IP, buy("b", 1, 7, 1)).await.unwrap(), Answer::LimitExceeded);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    assert_eq!(
+        sale.purchase(IP, buy("b", 1, 7, 1)).await.unwrap(),
+        Answer::LimitExceeded
+    );
     assert_eq!(calls(&sale), before);
     assert_eq!(sale.metrics.sold_out_local.get(), 3);
     // A restock here clears the flag.
     sale.restock(7, 1).await.unwrap();
-    assert_eq!(sale.purchase(IP, buy("e", 4, 7, 1)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("e", 4, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
 }
 
 #[tokio::test]
@@ -206,7 +259,10 @@ async fn insufficient_is_not_sold_out() {
         sale.purchase(IP, buy("a", 1, 1, 3)).await.unwrap(),
         Answer::Insufficient { available: 2 }
     );
-    assert_eq!(sale.purchase(IP, buy("b", 1, 1, 2)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("b", 1, 1, 2)).await.unwrap(),
+        Answer::Queued
+    );
 }
 
 #[tokio::test]
@@ -217,7 +273,10 @@ async fn rate_limited_requests_decide_nothing() {
         ..rules()
     });
     sale.restock(1, 10).await.unwrap();
-    assert_eq!(sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(),
+        Answer::Queued
+    );
     let answer = sale.purchase(IP, buy("b", 1, 1, 1)).await.unwrap();
     assert!(matches!(answer, Answer::RateLimited { retry_after } if retry_after > Duration::ZERO));
     assert_eq!(calls(&sale), 1);
@@ -227,15 +286,24 @@ async fn rate_limited_requests_decide_nothing() {
 async fn a_ledger_failure_is_an_error_and_a_closed_queue_still_answers_queued() {
     let sale = sale(rules());
     sale.restock(1, 10).await.unwrap();
-    sale.stock.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    sale.stock
+        .fail
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(
         sale.purchase(IP, buy("a", 1, 1, 1)).await,
         Err(PurchaseError::Unavailable(_))
     ));
-    sale.stock.fail.store(false, std::sync::atomic::Ordering::Relaxed);
-    sale.queue.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+    sale.stock
+        .fail
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    sale.queue
+        .closed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // Granted in the ledger: the reconciler finds it in the deduction log.
-    assert_eq!(sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(), Answer::Queued);
+    assert_eq!(
+        sale.purchase(IP, buy("a", 1, 1, 1)).await.unwrap(),
+        Answer::Queued
+    );
     assert!(sale.queue.orders.lock().unwrap().is_empty());
 }
 

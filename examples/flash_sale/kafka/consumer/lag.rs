@@ -86,4 +86,3 @@ fn lag(consumer: &StreamConsumer, topic: &str) -> Result<i64, KafkaError> {
     }
     Ok(total)
 }
-

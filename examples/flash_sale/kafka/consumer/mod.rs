@@ -33,7 +33,6 @@ use crate::metrics::Metrics;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
 
-
 /// First wait after a failed MySQL transaction or Redis refund; doubles up to
 /// [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -88,8 +87,7 @@ pub async fn run(deps: ConsumerDeps, shutdown: CancellationToken) -> Result<(), 
         deps.topic.clone(),
         Arc::clone(&deps.metrics),
     );
-    while let Some(batch) = batch::next_batch(&consumer, &deps.metrics, &shutdown, &mut lag).await
-    {
+    while let Some(batch) = batch::next_batch(&consumer, &deps.metrics, &shutdown, &mut lag).await {
         let applied = apply::apply(
             &deps.store,
             &deps.stock,
@@ -130,4 +128,3 @@ async fn commit_offsets(consumer: &Arc<StreamConsumer>, topic: &str, offsets: &B
         Err(error) => tracing::warn!(%error, "the offset commit task failed"),
     }
 }
-
