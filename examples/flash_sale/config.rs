@@ -326,3 +326,53 @@ pub fn redact(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn every_number_is_checked_against_its_range() {
+        let defaults = SaleSettings::defaults().unwrap();
+        assert_eq!(defaults.validate(), Ok(()));
+        for (flag, _, min, max) in defaults.ranges() {
+            for bad in [min.checked_sub(1), max.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                let mut settings = defaults.clone();
+                set(&mut settings, flag, bad);
+                // Values that do not fit the field's type cannot be given at all.
+                if settings.ranges().iter().any(|r| r.0 == flag && r.1 == bad) {
+                    let error = settings.validate().unwrap_err();
+                    assert_eq!(
+                        (error.flag, error.value, error.min, error.max),
+                        (flag, bad, min, max)
+                    );
+                    assert!(error.to_string().starts_with(&format!("--{flag} must be")));
+                }
+            }
+        }
+    }
+
+    fn set(s: &mut SaleSettings, flag: &str, v: u64) {
+        let n = u32::try_from(v).unwrap_or(u32::MAX);
+        match flag {
+            "per-user-limit" => s.per_user_limit = v,
+            "max-quantity" => s.max_quantity = n,
+            "ip-rate" => s.ip_rate = n,
+            "ip-burst" => s.ip_burst = n,
+            "user-rate" => s.user_rate = n,
+            "user-burst" => s.user_burst = n,
+            "global-rate" => s.global_rate = n,
+            "global-capacity" => s.global_capacity = n,
+            "sold-out-recheck-ms" => s.sold_out_recheck_ms = v,
+            "remembered-answers" => s.remembered_answers = v as usize,
+            "batch-size" => s.batch_size = v as usize,
+            "batch-delay-ms" => s.batch_delay_ms = v,
+            "reconcile-grace-ms" => s.reconcile_grace_ms = v,
+            "reconcile-every-ms" => s.reconcile_every_ms = v,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+}
