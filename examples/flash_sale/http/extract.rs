@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::AppError;
-use super::state::BuyState;
+use super::state::TrustForwardedFor;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -54,13 +54,13 @@ pub struct ClientIp(pub IpAddr);
 
 impl<S> FromRequestParts<S> for ClientIp
 where
-    BuyState: FromRef<S>,
+    TrustForwardedFor: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if BuyState::from_ref(state).trust_forwarded_for
+        if TrustForwardedFor::from_ref(state).0
             && let Some(ip) = parts
                 .headers
                 .get("x-forwarded-for")

@@ -76,6 +76,17 @@ impl FromRef<HttpState> for BuyState {
     }
 }
 
+/// Whether to take the client IP from `X-Forwarded-For`: a copy of one
+/// flag, so the per-request IP extractor clones no state.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustForwardedFor(pub bool);
+
+impl FromRef<HttpState> for TrustForwardedFor {
+    fn from_ref(state: &HttpState) -> Self {
+        TrustForwardedFor(state.buy.trust_forwarded_for)
+    }
+}
+
 impl FromRef<HttpState> for QueryState {
     fn from_ref(state: &HttpState) -> Self {
         state.query.clone()
