@@ -165,6 +165,20 @@ pub struct SaleSettings {
     /// Time between reconciler passes (ms).
     #[arg(long, global = true, default_value_t = 2_000)]
     pub reconcile_every_ms: u64,
+    /// Time after its first republish before the reconciler writes a
+    /// deduction that is still not in MySQL straight to MySQL, without
+    /// Kafka, through the consumer's idempotent transaction (ms).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub reconcile_direct_after_ms: u64,
+    /// Lifetime of the reconciler's lease in MySQL (one reconciler per sale
+    /// at a time); the holder renews it, and another instance takes over
+    /// this long after the holder died (ms).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub reconcile_lease_ms: u64,
+    /// A consumer with orders waiting and no progress of its group for this
+    /// long recreates its Kafka client and rejoins the group (ms).
+    #[arg(long, global = true, default_value_t = 15_000)]
+    pub consumer_stuck_after_ms: u64,
 }
 
 /// A sale setting out of its range.
@@ -185,7 +199,7 @@ impl SaleSettings {
     /// Every number with its flag and valid range (also in `--help`'s
     /// README table). The upper bounds keep every per-request and per-pass
     /// cost bounded; none is a limit a real sale reaches.
-    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 14] {
+    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 17] {
         let n = |v: u32| u64::from(v);
         [
             ("per-user-limit", self.per_user_limit, 1, 1_000),
@@ -207,6 +221,24 @@ impl SaleSettings {
             ("batch-delay-ms", self.batch_delay_ms, 1, 10_000),
             ("reconcile-grace-ms", self.reconcile_grace_ms, 0, 86_400_000),
             ("reconcile-every-ms", self.reconcile_every_ms, 10, 3_600_000),
+            (
+                "reconcile-direct-after-ms",
+                self.reconcile_direct_after_ms,
+                0,
+                3_600_000,
+            ),
+            (
+                "reconcile-lease-ms",
+                self.reconcile_lease_ms,
+                1_000,
+                600_000,
+            ),
+            (
+                "consumer-stuck-after-ms",
+                self.consumer_stuck_after_ms,
+                1_000,
+                600_000,
+            ),
         ]
     }
 

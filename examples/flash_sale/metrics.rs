@@ -42,13 +42,15 @@ pub enum Outcome {
     BadRequest,
     /// Unknown SKU (404).
     NotFound,
+    /// The SKU's sale is paused while its stock is rebuilt (503).
+    Paused,
     /// A service failed (503).
     Error,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Queued,
         Outcome::SoldOut,
         Outcome::Insufficient,
@@ -57,6 +59,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::BadRequest,
         Outcome::NotFound,
+        Outcome::Paused,
         Outcome::Error,
     ];
 
@@ -71,6 +74,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
+            Outcome::Paused => "paused",
             Outcome::Error => "error",
         }
     }
@@ -123,6 +127,16 @@ pub struct Metrics {
     pub consumer_lag: Gauge,
     /// Orders the reconciler republished.
     pub reconciler_republished: Counter,
+    /// Orders the reconciler wrote to MySQL itself (republishing had not worked).
+    pub reconciler_direct: Counter,
+    /// Deduction log entries trimmed once durable.
+    pub reconciler_trimmed: Counter,
+    /// 1 while this instance holds the reconciler lease.
+    pub reconciler_lease: Gauge,
+    /// Times the consumer found itself stuck and recreated its Kafka client.
+    pub consumer_rejoins: Counter,
+    /// SKUs whose Redis stock was rebuilt from MySQL (Redis lost it).
+    pub stock_rebuilds: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +156,11 @@ impl Default for Metrics {
             messages_malformed: Counter::default(),
             consumer_lag: Gauge::default(),
             reconciler_republished: Counter::default(),
+            reconciler_direct: Counter::default(),
+            reconciler_trimmed: Counter::default(),
+            reconciler_lease: Gauge::default(),
+            consumer_rejoins: Counter::default(),
+            stock_rebuilds: Counter::default(),
         };
         // Every outcome shows from the start, at 0.
         for outcome in Outcome::ALL {
@@ -159,7 +178,7 @@ impl Metrics {
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 13] = [
             (
                 "seckill_sold_out_local",
                 "Answers given from the local sold-out flag.",
@@ -205,6 +224,26 @@ impl Metrics {
                 "Orders republished by the reconciler.",
                 &self.reconciler_republished,
             ),
+            (
+                "seckill_reconciler_direct",
+                "Orders the reconciler wrote to MySQL without Kafka.",
+                &self.reconciler_direct,
+            ),
+            (
+                "seckill_reconciler_trimmed",
+                "Deduction log entries trimmed once durable.",
+                &self.reconciler_trimmed,
+            ),
+            (
+                "seckill_consumer_rejoins",
+                "Times a stuck consumer recreated its Kafka client.",
+                &self.consumer_rejoins,
+            ),
+            (
+                "seckill_stock_rebuilds",
+                "SKU stocks rebuilt in Redis from MySQL.",
+                &self.stock_rebuilds,
+            ),
         ];
         r.register(
             "seckill_requests",
@@ -228,6 +267,11 @@ impl Metrics {
             "seckill_consumer_lag_messages",
             "Messages behind the end of the consumer's partitions.",
             self.consumer_lag.clone(),
+        );
+        r.register(
+            "seckill_reconciler_lease_held",
+            "1 while this instance holds the reconciler lease.",
+            self.reconciler_lease.clone(),
         );
     }
 
