@@ -110,4 +110,4 @@ pub use outcome::{Decision, Outcome, Refund, RequestRecord};
 #[doc(hidden)]
 pub use reply::Reply;
 pub use scripts::ScriptMode;
-pub use store::{DEFAULT_DEDUP_TTL, StockStore};
+pub use store::{DEFAULT_DEDUP_TTL, MAX_RESTORE_CHUNK, RestoredGrant, StockStore};

@@ -212,6 +212,80 @@ impl<C: Connection> StockStore<C> {
             .unwrap_or(0))
     }
 
+    /// Whether a stock was ever set for `sku` (its stock key exists). A SKU
+    /// on sale whose key is gone means Redis lost its data: deductions
+    /// answer [`Error::UnknownSku`] until the stock is restored (see
+    /// [`restore_grants`](Self::restore_grants)).
+    ///
+    /// # Errors
+    ///
+    /// Bad SKU; [`Error::Redis`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: safe to drop.
+    pub async fn is_stocked(&self, sku: &str) -> Result<bool, Error> {
+        check_id("SKU", sku)?;
+        let key = self.settings.keys.stock(sku);
+        Ok(self.keyed("EXISTS", &key, &[]).await?.into_int()? > 0)
+    }
+
+    /// Writes back the grants of `sku` after Redis lost its data, from a
+    /// durable record of them (the orders in a database): a request record
+    /// per grant, so its retry replays [`Outcome::Deducted`](crate::Outcome),
+    /// and each buyer's units (refunded grants excepted), so the per-user
+    /// limit holds. A request id that already has a record keeps it. The
+    /// stock is not touched: set it last with [`set_stock`](Self::set_stock),
+    /// since a SKU whose stock key is missing sells nothing, which keeps
+    /// the sale paused while the grants are written. Returns the number of
+    /// records written. Sent in chunks of [`MAX_RESTORE_CHUNK`] grants, one
+    /// script call each.
+    ///
+    /// # Errors
+    ///
+    /// A bad SKU, request id or user id, or a quantity of 0 or above
+    /// [`MAX_QUANTITY`](crate::MAX_QUANTITY) (nothing is sent);
+    /// [`Error::Redis`] (the chunks before it were written; retrying is
+    /// safe, as written records are kept).
+    ///
+    /// # Cancel safety
+    ///
+    /// Each chunk is one script call; retrying after a drop is safe.
+    pub async fn restore_grants(&self, sku: &str, grants: &[RestoredGrant]) -> Result<u64, Error> {
+        check_id("SKU", sku)?;
+        for grant in grants {
+            check_id("request id", &grant.request_id)?;
+            check_id("user id", &grant.user_id)?;
+            check_amount(
+                || format!("quantity of request {:?}", grant.request_id),
+                grant.quantity,
+                crate::MAX_QUANTITY,
+            )?;
+        }
+        let mut written = 0;
+        for chunk in grants.chunks(MAX_RESTORE_CHUNK) {
+            let mut keys = Vec::with_capacity(1 + chunk.len());
+            keys.push(self.settings.keys.bought(sku));
+            keys.extend(
+                chunk
+                    .iter()
+                    .map(|g| self.settings.keys.request(&g.request_id)),
+            );
+            let mut args = Vec::with_capacity(3 + 3 * chunk.len());
+            args.push(self.settings.dedup_ttl_ms.clone());
+            args.push(sku.to_owned());
+            args.push(chunk.len().to_string());
+            for grant in chunk {
+                args.push(grant.user_id.clone());
+                args.push(grant.quantity.to_string());
+                args.push(if grant.refunded { "1" } else { "0" }.to_owned());
+            }
+            let n = self.run(&SCRIPTS.restore, &keys, &args).await?.into_int()?;
+            written += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(written)
+    }
+
     /// Whether `sku` carries the sold-out mark (set by the script that took
     /// its last unit, cleared by restocking or a refund).
     ///
@@ -477,6 +551,22 @@ impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+/// Grants per script call of [`StockStore::restore_grants`].
+pub const MAX_RESTORE_CHUNK: usize = 256;
+
+/// One grant to write back with [`StockStore::restore_grants`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredGrant {
+    /// The request id that was granted.
+    pub request_id: String,
+    /// The buyer.
+    pub user_id: String,
+    /// Units granted (of the SKU being restored).
+    pub quantity: u64,
+    /// Whether the grant was refunded since (its units are not the buyer's).
+    pub refunded: bool,
 }
 
 fn ttl_ms(ttl: Duration) -> String {

@@ -692,10 +692,94 @@ pub async fn admin_and_ttl<C: Client>() {
     cleanup(&ns).await;
 }
 
+/// Redis lost a namespace (restarted empty): the grants written back from
+/// a durable record answer their retries as before, refunded ones
+/// included, buyers keep their units against the limit, and the SKU sells
+/// nothing until its stock is set again.
+pub async fn restore_after_data_loss<C: Client>() {
+    let ns = namespace();
+    let store = store::<C>(&ns).await;
+    store.set_stock("a", 3).await.unwrap();
+    for (id, user) in [("r1", "u1"), ("r2", "u2"), ("r3", "u3")] {
+        let d = store
+            .deduct(&order(id, user, &[("a", 1)], Some(1)))
+            .await
+            .unwrap();
+        assert!(d.outcome.is_deducted());
+    }
+    store.refund("r3").await.unwrap();
+    cleanup(&ns).await;
+    assert!(!store.is_stocked("a").await.unwrap());
+    assert!(matches!(
+        store.deduct(&order("r4", "u4", &[("a", 1)], Some(1))).await,
+        Err(Error::UnknownSku { .. })
+    ));
+    let grant = |id: &str, user: &str, refunded| seckill_stock_lua::RestoredGrant {
+        request_id: id.into(),
+        user_id: user.into(),
+        quantity: 1,
+        refunded,
+    };
+    let grants: Vec<_> = (0..600)
+        .map(|i| grant(&format!("bulk{i}"), &format!("b{i}"), false))
+        .chain([
+            grant("r1", "u1", false),
+            grant("r2", "u2", false),
+            grant("r3", "u3", true),
+        ])
+        .collect();
+    assert_eq!(store.restore_grants("a", &grants).await.unwrap(), 603);
+    // Written records are kept: a second restore writes nothing.
+    assert_eq!(store.restore_grants("a", &grants).await.unwrap(), 0);
+    assert!(
+        !store.is_stocked("a").await.unwrap(),
+        "the stock is set last, by the caller"
+    );
+    store.set_stock("a", 1).await.unwrap();
+    assert!(store.is_stocked("a").await.unwrap());
+    let replay = store
+        .deduct(&order("r1", "u1", &[("a", 1)], Some(1)))
+        .await
+        .unwrap();
+    assert!(replay.replayed && replay.outcome.is_deducted());
+    let refunded = store.request("r3").await.unwrap().unwrap();
+    assert!(refunded.refunded);
+    assert_eq!(store.bought("a", "u2").await.unwrap(), 1);
+    assert_eq!(store.bought("a", "u3").await.unwrap(), 0);
+    // u2 is at the limit; u3 was refunded and buys the last unit.
+    let over = store
+        .deduct(&order("r5", "u2", &[("a", 1)], Some(1)))
+        .await
+        .unwrap();
+    assert!(matches!(over.outcome, Outcome::LimitExceeded { .. }));
+    let last = store
+        .deduct(&order("r6", "u3", &[("a", 1)], Some(1)))
+        .await
+        .unwrap();
+    assert!(last.outcome.is_deducted());
+    assert!(matches!(
+        store
+            .restore_grants(
+                "a",
+                &[grant("r7", "u7", false)].map(|mut g| {
+                    g.quantity = 0;
+                    g
+                })
+            )
+            .await,
+        Err(Error::Invalid(InvalidInput::Zero { .. }))
+    ));
+    cleanup(&ns).await;
+}
+
 /// Generates one `#[tokio::test]` per suite function for client `$client`.
 #[macro_export]
 macro_rules! suite_tests {
     ($client:ty) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn restore_after_data_loss() {
+            suite::restore_after_data_loss::<$client>().await;
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn no_oversell_evalsha() {
             suite::no_oversell::<$client>(seckill_stock_lua::ScriptMode::EvalSha).await;
