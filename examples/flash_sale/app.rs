@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{SaleSettings, Services, redact};
 use crate::domain::sale::Sale;
+use crate::grants::GrantLog;
 use crate::http::state::{AdminState, AppSale, BuyState, HttpState, OpsState, QueryState};
 use crate::kafka::client::Kafka;
 use crate::kafka::consumer::{self, ConsumerDeps};
 use crate::kafka::producer::{BatchSettings, OrderSink};
 use crate::metrics::Metrics;
-use crate::reconcile::Reconciler;
+use crate::reconcile::{ReconcileSettings, Reconciler};
 use crate::redis::sku_cache::SkuCatalog;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
@@ -90,7 +91,7 @@ impl Backends {
             })?;
         let stock = RedisStock::new(redis.clone(), &services.namespace)
             .map_err(|e| StartError::Config(format!("namespace: {e}")))?;
-        let store = Store::connect(&services.database_url, 16)
+        let store = Store::connect(&services.database_url, 16, &services.namespace)
             .await
             .map_err(|source| StartError::Db {
                 url: redact(&services.database_url),
@@ -144,6 +145,7 @@ impl Backends {
             settings.rules(),
             self.stock.clone(),
             sink,
+            Arc::new(GrantLog::new(self.stock.clone(), self.store.clone())),
             Arc::clone(&self.metrics),
         )
         .map_err(|e| StartError::Config(e.to_string()))
@@ -157,8 +159,12 @@ impl Backends {
         })
     }
 
-    /// Starts the order consumer.
-    pub fn spawn_consumer(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+    /// Starts the order consumer (`settings`: its stuck-consumer threshold).
+    pub fn spawn_consumer(
+        &self,
+        settings: &SaleSettings,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
         let deps = ConsumerDeps {
             kafka: Arc::clone(&self.kafka),
             group: self.services.group.clone(),
@@ -166,6 +172,7 @@ impl Backends {
             store: self.store.clone(),
             stock: self.stock.clone(),
             metrics: Arc::clone(&self.metrics),
+            stuck_after: Duration::from_millis(settings.consumer_stuck_after_ms),
         };
         tokio::spawn(async move {
             if let Err(e) = consumer::run(deps, shutdown).await {
@@ -174,7 +181,8 @@ impl Backends {
         })
     }
 
-    /// Starts the reconciler.
+    /// Starts the reconciler (it runs passes while it holds the sale's
+    /// lease, and releases the lease at `shutdown`).
     ///
     /// # Errors
     ///
@@ -189,11 +197,11 @@ impl Backends {
             self.stock.clone(),
             self.producer()?,
             self.services.topic.clone(),
-            Duration::from_millis(settings.reconcile_grace_ms),
+            &self.services.namespace,
+            ReconcileSettings::from(settings),
             Arc::clone(&self.metrics),
         );
-        let every = Duration::from_millis(settings.reconcile_every_ms);
-        Ok(tokio::spawn(reconciler.run(every, shutdown)))
+        Ok(tokio::spawn(reconciler.run(shutdown)))
     }
 }
 
@@ -257,6 +265,7 @@ impl Running {
                 sale: Arc::clone(&sale),
                 metrics: Arc::clone(&backends.metrics),
                 trust_forwarded_for: settings.trust_forwarded_for,
+                catalog: catalog.clone(),
             },
             query: QueryState {
                 sale: Arc::clone(&sale),
@@ -271,6 +280,8 @@ impl Running {
                     token: token.into(),
                     sale: Arc::clone(&sale),
                     catalog: catalog.clone(),
+                    store: backends.store.clone(),
+                    stock: backends.stock.clone(),
                 }),
             ops: OpsState {
                 store: backends.store.clone(),
@@ -290,7 +301,7 @@ impl Running {
             }
         });
         let workers = vec![
-            backends.spawn_consumer(stop_workers.clone()),
+            backends.spawn_consumer(settings, stop_workers.clone()),
             backends.spawn_reconciler(settings, stop_workers.clone())?,
         ];
         Ok(Self {

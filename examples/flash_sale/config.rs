@@ -30,6 +30,9 @@ pub enum Command {
     Serve,
     /// The order consumer alone (start several to scale out).
     Consume,
+    /// Compare Redis's stock with MySQL's for every SKU of the sale and
+    /// print the drift; exit 1 if any SKU drifts or lost its stock key.
+    Calibrate,
     /// The load generator alone, against any running instance.
     Load {
         /// Base URL of the instance, e.g. `http://127.0.0.1:8080`.
@@ -149,8 +152,9 @@ pub struct SaleSettings {
     /// How long a local sold-out flag answers before one request rechecks Redis (ms).
     #[arg(long, global = true, default_value_t = 500)]
     pub sold_out_recheck_ms: u64,
-    /// Request ids whose granted or over-the-limit answer this instance
-    /// remembers, to replay it to a retry after the SKU sold out.
+    /// Request ids whose over-the-limit answer this instance remembers, to
+    /// replay it to a retry after the SKU sold out (grants need no memory:
+    /// the sold-out flag loads every grant of the SKU).
     #[arg(long, global = true, default_value_t = 200_000)]
     pub remembered_answers: usize,
     /// Orders per Kafka batch.
@@ -329,6 +333,15 @@ pub struct LoadSettings {
     /// No progress bar (logs and CI).
     #[arg(long)]
     pub quiet: bool,
+    /// Attempts per second across all virtual users (0 = as fast as they
+    /// go; at most 1,000,000): a paced run lasts long enough for a fault to
+    /// land while stock is left.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Also write the outcome as one JSON object to this file (counts and
+    /// invariants, for scripts such as the chaos suite).
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
 }
 
 impl LoadSettings {
@@ -404,6 +417,8 @@ mod range_tests {
             "batch-delay-ms" => s.batch_delay_ms = v,
             "reconcile-grace-ms" => s.reconcile_grace_ms = v,
             "reconcile-every-ms" => s.reconcile_every_ms = v,
+            "reconcile-direct-after-ms" => s.reconcile_direct_after_ms = v,
+            "reconcile-lease-ms" => s.reconcile_lease_ms = v,
             other => panic!("unknown flag {other}"),
         }
     }

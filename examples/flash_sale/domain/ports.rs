@@ -2,8 +2,11 @@
 //! implemented once by an edge module (`redis/`, `kafka/`, `store/`), and in
 //! the domain's unit tests by a small in-memory stand-in.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+
+use futures::future::BoxFuture;
 
 use super::order::{Decided, Ledger, Order};
 use super::purchase::Purchase;
@@ -139,4 +142,16 @@ pub trait Catalog: Send + Sync + 'static {
     /// Invalidates the cache entry of SKU `id` (now, and once more after a
     /// delay, against a reader's stale backfill).
     fn forget(&self, id: u64) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
+/// Every request id ever granted units of a SKU: what lets the local
+/// sold-out flag answer a retry of a grant `queued` without asking Redis.
+/// Grants are at most the units ever sold, so the set is bounded.
+///
+/// Object safe (the sale holds it as `Arc<dyn GrantRecord>`), hence the
+/// boxed future.
+pub trait GrantRecord: Send + Sync + 'static {
+    /// The ids of every request granted units of `sku`: refunded ones
+    /// included (their retry is answered `queued` too).
+    fn granted(&self, sku: u64) -> BoxFuture<'_, Result<HashSet<String>, Unavailable>>;
 }

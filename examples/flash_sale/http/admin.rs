@@ -1,4 +1,5 @@
-//! The admin routes, behind a bearer token: `PUT /api/v1/admin/skus/{sku_id}`.
+//! The admin routes, behind a bearer token: `PUT /api/v1/admin/skus/{sku_id}`
+//! and `GET /api/v1/admin/calibration`.
 
 use axum::Json;
 use axum::extract::State;
@@ -57,6 +58,24 @@ pub async fn put_sku(
         "stock": sku.stock,
         "per_user_limit": sku.per_user_limit,
     })))
+}
+
+/// `GET /api/v1/admin/calibration`: Redis's stock against MySQL's for
+/// every SKU of the sale (see [`crate::calibrate`]); `agrees` is false when
+/// any SKU drifts or lost its stock key.
+pub async fn calibration(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.token, &headers)?;
+    let skus = crate::calibrate::calibrate(&state.store, &state.stock)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "calibration failed");
+            AppError::Unavailable("MySQL or Redis is unavailable; retry".into())
+        })?;
+    let agrees = skus.iter().all(crate::calibrate::SkuCalibration::agrees);
+    Ok(Json(json!({ "agrees": agrees, "skus": skus })))
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.

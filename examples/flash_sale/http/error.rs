@@ -24,6 +24,12 @@ pub enum AppError {
     /// A backing service failed; the client may retry: 503.
     #[error("{0}")]
     Unavailable(String),
+    /// The SKU's sale is paused while its stock is rebuilt: 503 with
+    /// `"status": "paused"`; retry with the same request id.
+    #[error(
+        "the sale of SKU {0} is paused while its stock is rebuilt; retry with the same request_id"
+    )]
+    Paused(u64),
 }
 
 impl AppError {
@@ -34,22 +40,25 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Paused(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        let mut body = json!({ "error": self.to_string() });
+        if matches!(self, AppError::Paused(_)) {
+            body["status"] = json!("paused");
+        }
+        let mut response = (self.status(), Json(body)).into_response();
         match self {
             AppError::Unauthorized => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Unavailable(_) => {
+            AppError::Unavailable(_) | AppError::Paused(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -32,6 +32,7 @@ pub fn app(state: HttpState) -> Router {
         router = router.merge(
             Router::new()
                 .route("/api/v1/admin/skus/{sku_id}", put(admin::put_sku))
+                .route("/api/v1/admin/calibration", get(admin::calibration))
                 .with_state(admin),
         );
     }

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::error::AppError;
 use super::extract::{ClientIp, JsonBody};
 use super::state::BuyState;
+use crate::domain::ports::Catalog;
 use crate::domain::purchase::{Answer, Purchase};
 use crate::domain::request_id::RequestId;
 use crate::domain::sale::PurchaseError;
@@ -34,7 +35,8 @@ fn one() -> u32 {
 /// Decides a purchase. Statuses: `queued` 202; `sold_out`, `insufficient`,
 /// `limit_exceeded`, `cancelled` 200 (a normal answer of a sale, not a
 /// client error); `rate_limited` 429 with `Retry-After`; bad input 400/413;
-/// unknown SKU 404; the stock service down 503.
+/// unknown SKU 404; the stock service down 503; a SKU that MySQL knows but
+/// Redis lost (its sale paused until the stock is rebuilt) 503 `paused`.
 pub async fn seckill(
     State(state): State<BuyState>,
     ClientIp(ip): ClientIp,
@@ -50,6 +52,7 @@ pub async fn seckill(
         Ok((answer, _)) => outcome(answer),
         Err(AppError::BadRequest(_) | AppError::TooLarge(_)) => Outcome::BadRequest,
         Err(AppError::NotFound(_)) => Outcome::NotFound,
+        Err(AppError::Paused(_)) => Outcome::Paused,
         Err(_) => Outcome::Error,
     });
     match response {
@@ -76,7 +79,12 @@ async fn decide(
     match state.sale.purchase(ip, purchase).await {
         Ok(answer) => Ok((answer, request_id)),
         Err(PurchaseError::UnknownSku(sku)) => {
-            Err(AppError::NotFound(format!("SKU {sku} is not on sale")))
+            // Redis has no stock for it: never on sale, or Redis lost it.
+            match state.catalog.sku(sku).await {
+                Ok(Some(_)) => Err(AppError::Paused(sku)),
+                Ok(None) => Err(AppError::NotFound(format!("SKU {sku} is not on sale"))),
+                Err(e) => Err(e.into()),
+            }
         }
         Err(PurchaseError::Unavailable(e)) => {
             tracing::error!(error = %e, %request_id, "stock deduction failed");

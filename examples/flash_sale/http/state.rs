@@ -37,6 +37,8 @@ pub struct BuyState {
     pub metrics: Arc<Metrics>,
     /// Take the client IP from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// SKUs (to tell a paused sale from an unknown SKU).
+    pub catalog: SkuCatalog,
 }
 
 /// What the order and SKU lookups need.
@@ -59,6 +61,10 @@ pub struct AdminState {
     pub sale: Arc<AppSale>,
     /// SKUs in MySQL and the cache.
     pub catalog: SkuCatalog,
+    /// MySQL and the Redis stock, for the calibration.
+    pub store: Store,
+    /// The Redis stock ledger.
+    pub stock: RedisStock,
 }
 
 /// What `/healthz` and `/metrics` need.

@@ -32,6 +32,9 @@ pub use self::report::Report;
 use crate::config::redact;
 use crate::config::{LoadSettings, Services};
 
+/// Largest `--rate`.
+pub const MAX_RATE: u32 = 1_000_000;
+
 /// Slices of the run in the charts.
 const TIMELINE_SLICES: usize = 60;
 
@@ -148,6 +151,7 @@ pub async fn run(
         client_ips: settings.client_ips,
         concurrency: settings.concurrency,
         retry_ratio: settings.retry_ratio,
+        rate: settings.rate,
         timeout: Duration::from_secs(settings.request_timeout_s.max(1)),
         seed,
     };
@@ -157,6 +161,7 @@ pub async fn run(
     let unknown = load.unknown_ids();
     let drain = drain::wait(
         &db,
+        &stock,
         sku_id,
         &queued,
         Duration::from_secs(settings.drain_timeout_s),
@@ -191,6 +196,13 @@ pub async fn run(
         }
     })?;
     report.html = Some(settings.report.clone());
+    if let Some(path) = &settings.summary_json {
+        let summary = serde_json::to_string_pretty(&report.summary()).unwrap_or_default();
+        std::fs::write(path, summary + "\n").map_err(|source| LoadError::Report {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     Ok(report)
 }
 
@@ -206,6 +218,8 @@ fn check(settings: &LoadSettings) -> Result<(), LoadError> {
         "--concurrency must be at least 1"
     } else if !(0.0..=1.0).contains(&settings.retry_ratio) {
         "--retry-ratio must be between 0.0 and 1.0"
+    } else if settings.rate > MAX_RATE {
+        "--rate must be at most 1,000,000 attempts per second (0 = unpaced)"
     } else if settings.stock == 0 || settings.stock > seckill::stock_lua::MAX_STOCK {
         "--stock must be at least 1 and at most seckill::stock_lua::MAX_STOCK"
     } else {
@@ -307,6 +321,7 @@ fn build_report(
         drain: drain::Drain {
             settled: 0,
             expected: queued_requests,
+            stock_agrees: false,
             waited: Duration::ZERO,
             end: drain::DrainEnd::Drained,
         },

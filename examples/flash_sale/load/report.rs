@@ -143,6 +143,35 @@ impl Report {
         self.invariants.hold()
     }
 
+    /// The outcome as one JSON object (`--summary-json`): what was sent
+    /// and decided, and every invariant by a short name.
+    pub fn summary(&self) -> serde_json::Value {
+        let inv = &self.invariants;
+        serde_json::json!({
+            "sku_id": self.sku_id,
+            "stock": self.stock,
+            "sent": self.attempts,
+            "distinct_requests": self.distinct_requests,
+            "queued": self.queued_requests,
+            "unknown": self.unknown_requests,
+            "created": self.readback.orders.len(),
+            "refused": self.readback.refused.len(),
+            "lost": inv.lost_orders,
+            "duplicated": inv.duplicate_orders,
+            "stranded": inv.stock_mismatch,
+            "changed": inv.inconsistent_retries,
+            "oversold": inv.oversold,
+            "over_limit": inv.over_limit,
+            "redis_stock": self.readback.redis_stock,
+            "mysql_stock": self.readback.mysql_stock,
+            "drain_ms": u64::try_from(self.drain.waited.as_millis()).unwrap_or(u64::MAX),
+            "drain_end": self.drain.end.describe(),
+            "stock_agrees": self.drain.stock_agrees,
+            "requests_per_second": self.requests_per_second(),
+            "ok": self.invariants_hold() && self.drain.end == super::drain::DrainEnd::Drained,
+        })
+    }
+
     /// Attempts answered per second over the load phase.
     pub fn requests_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -392,6 +421,7 @@ pub(super) mod tests {
             drain: Drain {
                 settled: 0,
                 expected: 3,
+                stock_agrees: true,
                 waited: Duration::from_secs(1),
                 end: DrainEnd::Stalled,
             },

@@ -1,45 +1,119 @@
-//! The reconciler: Redis deduction log vs MySQL orders. A deduction older
-//! than the grace period with no order (and no refund) is republished;
-//! the consumer's unique key makes a republish of an existing order a no-op.
+//! The reconciler: Redis deduction log vs MySQL orders, one per sale.
+//!
+//! # One reconciler per sale: the lease
+//!
+//! Every instance runs a reconciler, but only the holder of the sale's
+//! lease (a row of `leases` named by the namespace, see
+//! [`crate::store::lease`]) runs passes. The [`lease`] keeper acquires it,
+//! renews it every third of `--reconcile-lease-ms` (beside the passes, not
+//! between them), counts it lost when a renewal did not succeed in time,
+//! and releases it at a clean stop, so another instance takes over at its
+//! next attempt (a third of the lease) instead of after the expiry. A
+//! killed holder's lease expires and the next holder gets a larger fencing
+//! token. A pass runs only while the keeper says the lease is held and is
+//! dropped as soon as it is not; its MySQL writes are fenced by the token
+//! anyway.
+//!
+//! # A pass
 //!
 //! Each pass walks every SKU's deduction log from a per-SKU cursor, a page
-//! at a time. A deduction entry is *resolved* when MySQL has decided its
-//! request (a row in `orders` or `failed_orders`) or Redis refunded it. An
-//! unresolved entry older than the grace period is republished to Kafka, and
-//! stays unresolved until the consumer has written it: the cursor only moves
-//! over the resolved prefix of the log, so a republish that got lost is
-//! retried by a later pass (once [`REPUBLISH_AGAIN_AFTER`] or the grace
-//! period, whichever is longer, has passed: a consumer that is merely behind
-//! is not sent a copy on every pass). The walk of a SKU stops at the first
-//! entry younger than the grace period.
+//! at a time ([`walk`]). A deduction entry is *resolved* when MySQL has
+//! decided its request and, if MySQL refused it, Redis refunded it, or when
+//! Redis refunded it. Past the grace period, an unresolved entry is:
 //!
-//! The reconciler never writes MySQL: the only way to an order is through
-//! the consumer, whose unique request-id key turns a second delivery into a
-//! no-op, so a republish can never create a second order.
+//! 1. republished to Kafka, the consumer's unique request-id key making a
+//!    copy of an existing order a no-op; again after
+//!    [`REPUBLISH_AGAIN_AFTER`] (or the grace period, whichever is longer)
+//!    while unresolved, so a consumer merely behind is not flooded;
+//! 2. written straight to MySQL ([`direct`]) once `--reconcile-direct-after-ms`
+//!    has passed since it was first due for a republish (at once when that
+//!    is 0): the consumer's own idempotent transaction, fenced by the lease,
+//!    then the refunds of what MySQL refused ([`settle`], shared with the
+//!    consumer). So an order answered `queued` reaches MySQL while Kafka is
+//!    down or the consumer is stuck.
 //!
-//! Clocks: a log entry's time is the Redis server's clock, and its age is
-//! measured with this process's clock. They are the same machine's clock
-//! here; across machines, pick a grace period well above their skew (a
-//! skew only republishes early, which is harmless, or late).
+//! A refusal found in MySQL but not refunded in Redis (a crash between the
+//! commit and the refund) is refunded. The cursor only moves over the
+//! resolved prefix of the log, so anything left unresolved is seen again by
+//! the next pass. The walk of a SKU stops at the first entry younger than
+//! the grace period, or after [`MAX_UNRESOLVED_PER_PASS`] unresolved ones.
+//! Once its cursor has moved, the log is trimmed up to and including the
+//! cursor.
 //!
-//! Cursors live in memory: a restarted reconciler walks the logs from the
-//! start once, checking (not republishing) what is resolved.
+//! # The trim keeps "every grant" exact
+//!
+//! Invariant: **every entry trimmed is durable**. The cursor moves over
+//! resolved entries only, and a resolved deduction is in MySQL (`orders`,
+//! or `failed_orders` and refunded: a refund only ever follows a refusal
+//! MySQL committed), or is a refund entry, or holds no order this app could
+//! write. MySQL rows are never deleted. So a reader that takes every grant
+//! of a SKU as (log entries still present) ∪ (its `orders` and
+//! `failed_orders` rows), reading the log **first** and MySQL second (see
+//! `grants.rs`), misses none: an entry trimmed before its log read was in
+//! MySQL before that read, hence in the MySQL read after it; one not
+//! trimmed is in the log read. (Read the other way round, an entry trimmed
+//! between the two reads would be in neither.) The only grants that leave
+//! the union are those refunded in Redis with no MySQL row, which this app
+//! never makes: those units were given back. Trimming needs no fencing:
+//! whoever trims, only durable entries go.
+//!
+//! # How late an order can be
+//!
+//! Let T be the longest time between two visits of one SKU's log by
+//! consecutive passes: `--reconcile-every-ms` plus the duration of a pass
+//! (at most twice that in the worst interleaving). While one reconciler
+//! holds the lease and MySQL and Redis answer, a request answered `queued`
+//! is in MySQL (an order, or a refusal refunded in Redis) at most
+//!
+//! - **grace + T** after its deduction when direct_after is 0;
+//! - **grace + direct_after + 2T** otherwise: its first republish comes at
+//!   the first visit past the grace period, its direct write at the first
+//!   visit at least direct_after after that;
+//! - after a takeover, add up to **4/3 × lease** (the dead holder's lease
+//!   runs out at most a lease after its last renewal, the next holder
+//!   tries every third of a lease) plus one more T: the new holder keeps no
+//!   memory of first republishes and starts those clocks again. A clean
+//!   stop releases the lease: at most a third of a lease then.
+//!
+//! A backlog above [`MAX_UNRESOLVED_PER_PASS`] unresolved deductions per SKU
+//! (Kafka delivering, slowly) is worked through over several passes; a
+//! republish waits at most [`REPUBLISH_WAIT`] for Kafka, and once one fails
+//! the rest of the pass republishes nothing (each would wait as long).
+//!
+//! # Clocks
+//!
+//! A log entry's time is the Redis server's clock, and its age is measured
+//! with this process's clock. They are the same machine's clock here;
+//! across machines, pick a grace period well above their skew (a skew only
+//! republishes or completes early, which is harmless, or late). The lease
+//! lives on MySQL's clock only ([`crate::store::lease`]); this process
+//! counts it held until a lease after it *sent* the last successful
+//! renewal, which is never later than MySQL's expiry.
+//!
+//! Cursors and republish times live in memory: a new holder walks the logs
+//! from the start once, checking (not republishing) what is resolved, and
+//! trims them.
 
-use std::collections::{HashMap, HashSet};
+mod direct;
+mod lease;
+pub mod settle;
+mod walk;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use seckill::stock_lua::{Error as StockError, LogEntry, LogKind};
+use seckill::stock_lua::Error as StockError;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::order::Order;
-use crate::domain::request_id::RequestId;
-use crate::kafka::producer;
+use self::lease::{Keeper, Lease};
+use self::walk::Walker;
+use crate::config::SaleSettings;
 use crate::metrics::Metrics;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
+use crate::store::lease::FencedError;
 
 /// Log entries read per Redis call (and request ids per MySQL query).
 pub const PAGE: usize = 500;
@@ -53,27 +127,59 @@ pub const MAX_UNRESOLVED_PER_PASS: usize = 5 * PAGE;
 /// when longer): a consumer that is merely behind is not flooded with copies.
 pub const REPUBLISH_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
-/// Compares the deduction logs with MySQL and republishes what is missing.
-pub struct Reconciler {
-    store: Store,
-    stock: RedisStock,
-    producer: FutureProducer,
-    topic: String,
-    grace: Duration,
-    metrics: Arc<Metrics>,
-    /// Per SKU, the id of the last entry of the resolved prefix of its log.
-    cursors: HashMap<u64, String>,
-    /// Request ids republished and not yet resolved, with when.
-    republished: HashMap<String, Instant>,
+/// Longest wait for Kafka to acknowledge one republish; past it the pass
+/// goes on (the copy may still arrive, which is harmless).
+pub const REPUBLISH_WAIT: Duration = Duration::from_secs(3);
+
+/// The reconciler's timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Age of a deduction with no order before anything is done about it.
+    pub grace: Duration,
+    /// Pause between two passes.
+    pub every: Duration,
+    /// Time after its first republish before a deduction still not in
+    /// MySQL is written there directly (0: at once, no republish).
+    pub direct_after: Duration,
+    /// Lifetime of the lease; renewed every third of it.
+    pub lease: Duration,
 }
 
-/// What one pass found.
+impl From<&SaleSettings> for ReconcileSettings {
+    fn from(sale: &SaleSettings) -> Self {
+        Self {
+            grace: Duration::from_millis(sale.reconcile_grace_ms),
+            every: Duration::from_millis(sale.reconcile_every_ms),
+            direct_after: Duration::from_millis(sale.reconcile_direct_after_ms),
+            lease: Duration::from_millis(sale.reconcile_lease_ms),
+        }
+    }
+}
+
+/// Compares the deduction logs with MySQL, republishes or writes what is
+/// missing, and trims what is durable, while it holds the sale's lease.
+pub struct Reconciler {
+    walker: Walker,
+    lease: Lease,
+    every: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// What one pass found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
     /// Deductions checked.
     pub checked: u64,
-    /// Deductions republished.
+    /// Deductions republished (Kafka acknowledged them).
     pub republished: u64,
+    /// Deductions due for a republish that Kafka did not take, or that were
+    /// not sent because a republish had failed earlier in the pass.
+    pub unpublished: u64,
+    /// Deductions written to MySQL by the reconciler (new orders and new
+    /// refusals; ones the consumer decided first are not counted).
+    pub direct: u64,
+    /// Log entries trimmed.
+    pub trimmed: u64,
 }
 
 /// Why a pass failed.
@@ -82,223 +188,176 @@ pub enum ReconcileError {
     /// MySQL failed.
     #[error("MySQL: {0}")]
     Db(#[from] sqlx::Error),
-    /// Redis failed (reading a log or a request record).
+    /// Redis failed (reading a log or a request record, trimming).
     #[error("Redis: {0}")]
     Stock(#[from] StockError),
-    /// Kafka did not take a republished batch; the next pass tries again.
-    #[error("Kafka: {0}")]
-    Kafka(#[from] KafkaError),
+    /// The lease was lost: a direct write was refused and wrote nothing.
+    #[error("{0}")]
+    LeaseLost(#[source] FencedError),
+    /// Another reconciler holds the lease: no pass.
+    #[error("another reconciler holds the lease {name:?}")]
+    NotHolder {
+        /// The lease.
+        name: String,
+    },
+    /// Shutdown came before every refund of the pass was done (the next
+    /// holder refunds the rest: they are refusals not refunded).
+    #[error("stopped before every refund was done")]
+    Stopped,
 }
 
-/// What became of one log entry in this pass.
-enum Verdict {
-    /// Decided in MySQL, refunded, or not a deduction: nothing to do.
-    Resolved,
-    /// Past the grace period and undecided: republish it.
-    Republish(Order),
+impl From<FencedError> for ReconcileError {
+    fn from(error: FencedError) -> Self {
+        match error {
+            FencedError::Db(error) => Self::Db(error),
+            lost @ FencedError::LeaseLost { .. } => Self::LeaseLost(lost),
+        }
+    }
 }
 
 impl Reconciler {
-    /// A reconciler that republishes deductions older than `grace`.
+    /// A reconciler of the sale in `namespace` (the lease's name).
     pub fn new(
         store: Store,
         stock: RedisStock,
         producer: FutureProducer,
         topic: String,
-        grace: Duration,
+        namespace: &str,
+        settings: ReconcileSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
+        let lease = Lease::new(store.clone(), namespace, settings.lease);
+        let walker = Walker::new(
             store,
             stock,
             producer,
             topic,
-            grace,
+            &settings,
+            Arc::clone(&metrics),
+        );
+        Self {
+            walker,
+            lease,
+            every: settings.every,
             metrics,
-            cursors: HashMap::new(),
-            republished: HashMap::new(),
         }
     }
 
-    /// One pass over every SKU's log.
+    /// This reconciler's lease holder id (unique per process).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn holder(&self) -> &str {
+        self.lease.holder()
+    }
+
+    /// Acquires (or renews) the lease once and, when held, runs one pass
+    /// fenced by it; [`run`](Self::run) is the long-running form.
     ///
     /// # Errors
     ///
-    /// MySQL, Redis or Kafka failed; the next pass starts over.
+    /// [`ReconcileError::NotHolder`] when another reconciler holds the
+    /// lease; otherwise as a pass (see [`ReconcileError`]).
     ///
     /// # Cancel safety
     ///
-    /// Safe to drop: a cursor only moves over entries already resolved, so
-    /// an interrupted pass is redone by the next one.
+    /// Safe to drop: cursors only move over resolved entries and every
+    /// write is idempotent.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub async fn pass(&mut self) -> Result<PassReport, ReconcileError> {
-        let mut report = PassReport::default();
-        for sku in self.store.sku_ids().await? {
-            self.pass_sku(sku, &mut report).await?;
-        }
-        // Forget republishes long past (their log entries were trimmed).
-        let forget = self.again_after() * 100;
-        self.republished.retain(|_, at| at.elapsed() < forget);
-        Ok(report)
+        let held = self.lease.acquire().await?;
+        self.metrics.reconciler_lease.set(i64::from(held.is_some()));
+        let Some(token) = held else {
+            return Err(ReconcileError::NotHolder {
+                name: self.lease.name().to_owned(),
+            });
+        };
+        let fence = self.lease.fence(token);
+        self.walker.pass(&fence, &CancellationToken::new()).await
     }
 
-    /// Walks one SKU's log from its cursor up to the first entry younger
-    /// than the grace period.
-    async fn pass_sku(&mut self, sku: u64, report: &mut PassReport) -> Result<(), ReconcileError> {
-        let mut cursor = self.cursors.get(&sku).cloned();
-        // Where reading goes on; ahead of `cursor` once an entry is unresolved.
-        let mut read_after = cursor.clone();
-        let mut prefix_resolved = true;
-        let mut unresolved = 0;
-        let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
-        loop {
-            let page = self.stock.log(sku, read_after.as_deref(), PAGE).await?;
-            let now_ms = now_ms();
-            // The entries past the grace period (the log is in time order).
-            let ripe = page
-                .iter()
-                .take_while(|e| now_ms.saturating_sub(e.time_ms) >= grace_ms)
-                .count();
-            let verdicts = self.judge(sku, &page[..ripe]).await?;
-            let mut republish = Vec::new();
-            for (entry, verdict) in page[..ripe].iter().zip(verdicts) {
-                if entry.kind == LogKind::Deduction {
-                    report.checked += 1;
-                }
-                match verdict {
-                    Verdict::Resolved => {
-                        if prefix_resolved {
-                            cursor = Some(entry.id.clone());
-                        }
-                        if !self.republished.is_empty() {
-                            self.republished.remove(&entry.request_id);
-                        }
-                    }
-                    Verdict::Republish(order) => {
-                        prefix_resolved = false;
-                        unresolved += 1;
-                        let recent = self
-                            .republished
-                            .get(order.request_id.as_str())
-                            .is_some_and(|at| at.elapsed() < self.again_after());
-                        if !recent {
-                            republish.push(order);
-                        }
-                    }
-                }
-            }
-            if !republish.is_empty() {
-                let result = producer::publish(&self.producer, &self.topic, &republish).await;
-                // Keep what was resolved, even when Kafka failed.
-                self.save_cursor(sku, &cursor);
-                result?;
-                let at = Instant::now();
-                for order in &republish {
-                    self.republished.insert(order.request_id.to_string(), at);
-                }
-                let n = republish.len() as u64;
-                report.republished += n;
-                self.metrics.reconciler_republished.inc_by(n);
-                tracing::info!(sku, orders = n, "republished deductions with no order");
-            }
-            if ripe < page.len() || page.len() < PAGE || unresolved >= MAX_UNRESOLVED_PER_PASS {
-                break;
-            }
-            read_after = page.last().map(|e| e.id.clone());
-        }
-        self.save_cursor(sku, &cursor);
-        Ok(())
+    /// Gives the lease up now if held (`false` when it was not ours).
+    ///
+    /// # Errors
+    ///
+    /// MySQL failed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub async fn release(&self) -> Result<bool, ReconcileError> {
+        self.metrics.reconciler_lease.set(0);
+        Ok(self.lease.release().await?)
     }
 
-    fn again_after(&self) -> Duration {
-        self.grace.max(REPUBLISH_AGAIN_AFTER)
-    }
-
-    fn save_cursor(&mut self, sku: u64, cursor: &Option<String>) {
-        if let Some(cursor) = cursor {
-            self.cursors.insert(sku, cursor.clone());
-        }
-    }
-
-    /// One verdict per entry: one MySQL query for the page, then Redis for
-    /// the deductions MySQL does not know.
-    async fn judge(&self, sku: u64, entries: &[LogEntry]) -> Result<Vec<Verdict>, ReconcileError> {
-        let ids: Vec<&str> = entries
-            .iter()
-            .filter(|e| e.kind == LogKind::Deduction)
-            .map(|e| e.request_id.as_str())
-            .collect();
-        let decided = self.store.decided_requests(&ids).await?;
-        let mut verdicts = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let verdict = if self.resolved(entry, &decided).await? {
-                Verdict::Resolved
-            } else if let Some(order) = order_of(sku, entry) {
-                Verdict::Republish(order)
-            } else {
-                // No order the consumer could store: retrying cannot help.
-                tracing::error!(sku, entry = ?entry, "a deduction log entry cannot be made into an order; skipping it");
-                Verdict::Resolved
-            };
-            verdicts.push(verdict);
-        }
-        Ok(verdicts)
-    }
-
-    /// Whether nothing is left to do for `entry`: not a deduction, decided in
-    /// MySQL (`decided`), or refunded in Redis.
-    async fn resolved(
-        &self,
-        entry: &LogEntry,
-        decided: &HashSet<String>,
-    ) -> Result<bool, ReconcileError> {
-        if entry.kind != LogKind::Deduction || decided.contains(&entry.request_id) {
-            return Ok(true);
-        }
-        Ok(self.stock.refunded(&entry.request_id).await?)
-    }
-
-    /// Passes every `every` until `shutdown`.
-    pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = self.pass() => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "reconciler pass failed");
-                    }
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
+    /// Keeps the lease and passes while holding it, pausing `every`
+    /// between passes, until `shutdown`; then releases the lease.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel `shutdown` for a clean stop. Dropping the future instead is a
+    /// crash: the pass in progress stops where it is (it is redone), the
+    /// lease is not released and passes to another instance when it expires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Self {
+            mut walker,
+            lease,
+            every,
+            metrics,
+        } = self;
+        let (keeper, held) = Keeper::new(lease.clone(), metrics);
+        let stop_keeper = CancellationToken::new();
+        let keeping = keeper.run(stop_keeper.clone());
+        let passing = async {
+            passes(&mut walker, &lease, held, every, &shutdown).await;
+            // The pass is over: now the lease may go.
+            stop_keeper.cancel();
+        };
+        tokio::join!(keeping, passing);
     }
 }
 
-/// The order a deduction entry stands for; `None` when the entry does not
-/// hold one this app could have written.
-fn order_of(sku: u64, entry: &LogEntry) -> Option<Order> {
-    // Anything else the consumer would skip as malformed: republishing cannot help.
-    let order = Order {
-        request_id: RequestId::parse(entry.request_id.as_str()).ok()?,
-        user_id: entry.user_id.parse().ok()?,
-        sku_id: sku,
-        quantity: u32::try_from(entry.quantity).ok().filter(|q| *q >= 1)?,
-    };
-    Some(order)
-}
-
-/// This machine's clock, in milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Passes while the lease is held, until `shutdown`.
+async fn passes(
+    walker: &mut Walker,
+    lease: &Lease,
+    mut held: watch::Receiver<Option<u64>>,
+    every: Duration,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        let token = tokio::select! {
+            () = shutdown.cancelled() => return,
+            token = held.wait_for(Option::is_some) => match token {
+                Ok(token) => *token,
+                // The keeper is gone (it only stops after the passes).
+                Err(_) => return,
+            },
+        };
+        let Some(token) = token else { continue };
+        let fence = lease.fence(token);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = held.wait_for(|now| *now != Some(token)) => {
+                tracing::warn!(token, "the reconciler lease was lost during a pass; the pass stops here");
+            }
+            result = walker.pass(&fence, shutdown) => match result {
+                Ok(report) if report != PassReport::default() => {
+                    tracing::debug!(?report, "reconciler pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "reconciler pass failed"),
+            },
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use seckill::stock_lua::{LogEntry, LogKind};
+
+    use super::walk::{next_id, order_of};
+    use crate::domain::order::Order;
+    use crate::domain::request_id::RequestId;
 
     fn entry(user_id: &str, quantity: u64) -> LogEntry {
         LogEntry {
@@ -325,5 +384,19 @@ mod tests {
         assert_eq!(order_of(7, &entry("bob", 1)), None);
         assert_eq!(order_of(7, &entry("42", 0)), None);
         assert_eq!(order_of(7, &entry("1", u64::from(u32::MAX) + 1)), None);
+    }
+
+    #[test]
+    fn next_stream_ids() {
+        assert_eq!(
+            next_id("1700000000000-0").as_deref(),
+            Some("1700000000000-1")
+        );
+        assert_eq!(next_id("5-41").as_deref(), Some("5-42"));
+        assert_eq!(next_id(&format!("5-{}", u64::MAX)).as_deref(), Some("6-0"));
+        assert_eq!(next_id(&format!("{}-{}", u64::MAX, u64::MAX)), None);
+        assert_eq!(next_id("5"), None);
+        assert_eq!(next_id("a-1"), None);
+        assert_eq!(next_id("1-b"), None);
     }
 }

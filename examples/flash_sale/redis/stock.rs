@@ -3,7 +3,9 @@
 //! reconciler need.
 
 use redis::aio::ConnectionManager;
-use seckill::stock_lua::{Deduction as LuaDeduction, Error, LogEntry, Outcome, StockStore};
+use seckill::stock_lua::{
+    Deduction as LuaDeduction, Error, LogEntry, Outcome, RestoredGrant, StockStore,
+};
 
 use crate::domain::order::{Decided, FailReason};
 use crate::domain::ports::{Deduction, Service, StockLedger, Unavailable};
@@ -72,6 +74,54 @@ impl RedisStock {
         self.store
             .deduction_log(&sku.to_string(), after, count)
             .await
+    }
+
+    /// Drops the entries of `sku`'s deduction log whose id is below
+    /// `before` (the reconciler trims what MySQL holds); how many went.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed (also for a malformed id).
+    pub async fn trim_log(&self, sku: u64, before: &str) -> Result<u64, Error> {
+        self.store.trim_log(&sku.to_string(), before).await
+    }
+
+    /// The stock of `sku` as Redis holds it (0 for no key; negative only
+    /// if something outside this toolkit wrote it).
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn units(&self, sku: u64) -> Result<i64, Error> {
+        self.store.stock(&sku.to_string()).await
+    }
+
+    /// Whether `sku` has a stock key (a SKU on sale without one: Redis lost it).
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn is_stocked(&self, sku: u64) -> Result<bool, Error> {
+        self.store.is_stocked(&sku.to_string()).await
+    }
+
+    /// Writes back the grants of `sku` (records and per-user units), then
+    /// its stock, last: the stock key reopens the sale.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed or refused a grant; the sale stays paused (no stock
+    /// key) and a retry is safe.
+    pub async fn restore(
+        &self,
+        sku: u64,
+        grants: &[RestoredGrant],
+        units_left: u64,
+    ) -> Result<u64, Error> {
+        let sku = sku.to_string();
+        let written = self.store.restore_grants(&sku, grants).await?;
+        self.store.set_stock(&sku, units_left).await?;
+        Ok(written)
     }
 
     /// Whether the grant of `request_id` was refunded.

@@ -3,32 +3,42 @@
 //! - [`skus`]: products and their stock;
 //! - [`orders`]: looking orders up (the [`OrderBook`](crate::domain::ports::OrderBook) port);
 //! - [`order_batch`]: the consumer's transaction that turns a batch of
-//!   granted orders into rows.
+//!   granted orders into rows (also fenced by a lease, for the reconciler);
+//! - [`lease`]: leases with fencing tokens on MySQL's clock (one reconciler per sale).
 //!
 //! The schema is in `migrations/` (embedded, run at start).
 
+pub mod lease;
 pub mod order_batch;
 pub mod orders;
 pub mod skus;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 
-/// The app's MySQL database, migrated. Cheap to clone.
+/// The app's MySQL database, migrated, seen from one sale (the Redis
+/// namespace its SKUs are recorded under). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: MySqlPool,
+    namespace: Arc<str>,
 }
 
 impl Store {
-    /// Connects with up to `max_connections` and brings the schema up to date.
+    /// Connects with up to `max_connections` and brings the schema up to
+    /// date, for the sale in `namespace`.
     ///
     /// # Errors
     ///
     /// MySQL is unreachable, or a migration fails.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        namespace: &str,
+    ) -> Result<Self, sqlx::Error> {
         let pool = MySqlPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -37,7 +47,10 @@ impl Store {
         sqlx::migrate!("examples/flash_sale/migrations")
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            namespace: namespace.into(),
+        })
     }
 
     /// Whether MySQL answers.

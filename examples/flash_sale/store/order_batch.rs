@@ -14,12 +14,16 @@
 //! Every refused order, now or by an earlier delivery, is returned so the
 //! caller refunds it in Redis after the commit (a refund is idempotent, so a
 //! crash between the commit and the refund is healed by the redelivery).
+//!
+//! The reconciler runs the same transaction fenced by its lease
+//! ([`Store::write_orders_fenced`]) for what Kafka did not deliver.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::error::ErrorKind;
 use sqlx::{MySql, Transaction};
 
+use super::lease::{Fence, FencedError, check_fence};
 use super::{Store, placeholders};
 use crate::domain::order::{FailReason, Order};
 use crate::domain::request_id::RequestId;
@@ -44,59 +48,115 @@ impl Store {
     ///
     /// MySQL fails; nothing was written.
     pub async fn write_orders(&self, orders: &[Order]) -> Result<Written, sqlx::Error> {
-        let mut written = Written::default();
         if orders.is_empty() {
-            return Ok(written);
+            return Ok(Written::default());
         }
         let mut tx = self.pool.begin().await?;
-        let limits = lock_skus(&mut tx, orders).await?;
-        let mut decided = decided(&mut tx, orders).await?;
-        let mut held = held_units(&mut tx, orders).await?;
-        let mut refunds = BTreeSet::new();
-        for order in orders {
-            if let Some(refused) = decided.get(&order.request_id) {
-                written.duplicate += 1;
-                if *refused {
-                    refunds.insert(order.request_id.clone());
-                }
-                continue;
-            }
-            // A SKU with no row: nothing can be sold of it.
-            let limit = limits.get(&order.sku_id).copied();
-            let holding = held.entry((order.user_id, order.sku_id)).or_default();
-            let admitted = match limit {
-                None => Err(FailReason::OutOfStock),
-                Some(limit) => order.admit(*holding, limit),
-            };
-            let placed = match admitted {
-                Ok(()) => place(&mut tx, order).await?,
-                Err(reason) => Placed::Refused(reason),
-            };
-            match placed {
-                Placed::Created => {
-                    written.created += 1;
-                    *holding += u64::from(order.quantity);
-                    decided.insert(order.request_id.clone(), false);
-                }
-                Placed::Duplicate => {
-                    written.duplicate += 1;
-                    decided.insert(order.request_id.clone(), false);
-                }
-                Placed::Refused(reason) => {
-                    if record_failure(&mut tx, order, reason).await? {
-                        written.failed += 1;
-                    } else {
-                        written.duplicate += 1;
-                    }
-                    decided.insert(order.request_id.clone(), true);
-                    refunds.insert(order.request_id.clone());
-                }
-            }
-        }
+        let written = write_batch(&mut tx, orders).await?;
         tx.commit().await?;
-        written.refunds = refunds.into_iter().collect();
         Ok(written)
     }
+
+    /// [`write_orders`](Self::write_orders) fenced by a lease: the same
+    /// transaction, which first locks the lease row and goes on only while
+    /// `fence` still holds it (see [`super::lease`]). The reconciler writes
+    /// what Kafka did not deliver this way; the consumer's writes are not
+    /// fenced (they are idempotent and need no single writer).
+    ///
+    /// # Errors
+    ///
+    /// [`FencedError::LeaseLost`] or MySQL fails; nothing was written.
+    pub async fn write_orders_fenced(
+        &self,
+        orders: &[Order],
+        fence: &Fence,
+    ) -> Result<Written, FencedError> {
+        if orders.is_empty() {
+            return Ok(Written::default());
+        }
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, fence).await?;
+        let written = write_batch(&mut tx, orders).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// The request ids among `ids` that MySQL refused (in `failed_orders`):
+    /// each must be refunded in Redis, which a crash between the commit and
+    /// the refund can leave undone (the reconciler checks and heals it).
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn refused_requests(&self, ids: &[&str]) -> Result<HashSet<String>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE request_id IN ({})",
+            placeholders(ids.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+    }
+}
+
+/// The body of the transaction (steps 1 to 4 of the module docs), on a
+/// non-empty batch; the caller commits.
+async fn write_batch(
+    tx: &mut Transaction<'_, MySql>,
+    orders: &[Order],
+) -> Result<Written, sqlx::Error> {
+    let mut written = Written::default();
+    let limits = lock_skus(tx, orders).await?;
+    let mut decided = decided(tx, orders).await?;
+    let mut held = held_units(tx, orders).await?;
+    let mut refunds = BTreeSet::new();
+    for order in orders {
+        if let Some(refused) = decided.get(&order.request_id) {
+            written.duplicate += 1;
+            if *refused {
+                refunds.insert(order.request_id.clone());
+            }
+            continue;
+        }
+        // A SKU with no row: nothing can be sold of it.
+        let limit = limits.get(&order.sku_id).copied();
+        let holding = held.entry((order.user_id, order.sku_id)).or_default();
+        let admitted = match limit {
+            None => Err(FailReason::OutOfStock),
+            Some(limit) => order.admit(*holding, limit),
+        };
+        let placed = match admitted {
+            Ok(()) => place(tx, order).await?,
+            Err(reason) => Placed::Refused(reason),
+        };
+        match placed {
+            Placed::Created => {
+                written.created += 1;
+                *holding += u64::from(order.quantity);
+                decided.insert(order.request_id.clone(), false);
+            }
+            Placed::Duplicate => {
+                written.duplicate += 1;
+                decided.insert(order.request_id.clone(), false);
+            }
+            Placed::Refused(reason) => {
+                if record_failure(tx, order, reason).await? {
+                    written.failed += 1;
+                } else {
+                    written.duplicate += 1;
+                }
+                decided.insert(order.request_id.clone(), true);
+                refunds.insert(order.request_id.clone());
+            }
+        }
+    }
+    written.refunds = refunds.into_iter().collect();
+    Ok(written)
 }
 
 /// How MySQL took one order.

@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use seckill::stock_lua::RestoredGrant;
+
 use super::{Store, placeholders};
 use crate::domain::order::{FailReason, Ledger, Order, StoredOrder};
 use crate::domain::ports::{OrderBook, Service, Unavailable};
@@ -16,6 +18,50 @@ struct OrderRow {
 }
 
 impl Store {
+    /// Request ids of every order and every refused order of `sku`: each
+    /// was granted in Redis first (only grants reach MySQL).
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn granted_requests(&self, sku: u64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT CAST(request_id AS CHAR) FROM orders WHERE sku_id = ? \
+             UNION ALL SELECT CAST(request_id AS CHAR) FROM failed_orders WHERE sku_id = ?",
+        )
+        .bind(sku)
+        .bind(sku)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Every grant of `sku` MySQL holds, as stock-lua writes it back after
+    /// Redis lost its data: each order, and each refused order (refunded).
+    ///
+    /// # Errors
+    ///
+    /// MySQL fails.
+    pub async fn durable_grants(&self, sku: u64) -> Result<Vec<RestoredGrant>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, (String, u64, u32, i32)>(
+            "SELECT CAST(request_id AS CHAR), user_id, quantity, 0 FROM orders WHERE sku_id = ? \
+             UNION ALL SELECT CAST(request_id AS CHAR), user_id, quantity, 1 FROM failed_orders \
+             WHERE sku_id = ?",
+        )
+        .bind(sku)
+        .bind(sku)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(request_id, user, quantity, refunded)| RestoredGrant {
+                request_id,
+                user_id: user.to_string(),
+                quantity: u64::from(quantity),
+                refunded: refunded != 0,
+            })
+            .collect())
+    }
+
     /// What MySQL holds for `request_id`: its order, its refusal, or nothing.
     ///
     /// # Errors

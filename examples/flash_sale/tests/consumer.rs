@@ -136,6 +136,7 @@ impl Worker {
             store: env.backends.store.clone(),
             stock: env.backends.stock.clone(),
             metrics: Arc::clone(metrics),
+            stuck_after: Duration::from_millis(env.sale.consumer_stuck_after_ms),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(consumer::run(deps, stop.clone()));
@@ -693,3 +694,421 @@ on_both_brokers!(
     mysql_outage_keeps_the_batch,
     two_consumers_share_a_group,
 );
+
+/// The stuck-consumer watchdog against a private tansu broker that the tests
+/// kill, freeze and restart (the shared broker of the other tests is left
+/// alone), and a group member killed with SIGKILL in a child process.
+mod stuck {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::kafka::client::Kafka;
+
+    /// Stuck after this long in these tests (the smallest valid setting is 1 s).
+    const STUCK_AFTER_MS: u64 = 3_000;
+    /// Longest wait for every order to reach MySQL after a fault.
+    const RECOVERY: Duration = Duration::from_secs(90);
+
+    /// The tansu binary: `$TANSU`, on `PATH`, or in cargo's bin directory.
+    fn tansu() -> PathBuf {
+        if let Some(path) = std::env::var_os("TANSU") {
+            return path.into();
+        }
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+            .unwrap_or_default();
+        let candidates = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain([cargo_home.join("bin")])
+            .map(|dir| dir.join("tansu"));
+        for candidate in candidates {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        panic!("no tansu binary: `bash scripts/kafka.sh` installs it (or set TANSU)");
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A tansu broker of this test only: its own port and sqlite storage.
+    struct PrivateBroker {
+        addr: SocketAddr,
+        dir: PathBuf,
+        child: Option<Child>,
+    }
+
+    impl PrivateBroker {
+        fn start() -> Self {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!(
+                "seckill-tansu-{port}-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+            let mut broker = Self {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                dir,
+                child: None,
+            };
+            broker.spawn();
+            broker
+        }
+
+        fn brokers(&self) -> String {
+            self.addr.to_string()
+        }
+
+        /// Starts tansu (again, on the same port and storage) and waits until
+        /// it accepts connections.
+        fn spawn(&mut self) {
+            let url = format!("tcp://{}", self.addr);
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("tansu.log"))
+                .unwrap();
+            // The sqlite path is relative to the working directory (see
+            // scripts/kafka.sh).
+            let child = Command::new(tansu())
+                .current_dir(&self.dir)
+                .args(["broker", "--storage-engine"])
+                .arg(format!("sqlite://data/tansu-{}.db", self.addr.port()))
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.child = Some(child);
+            let start = Instant::now();
+            while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "tansu did not listen on {}; its log: {}",
+                    self.addr,
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        /// SIGKILL, and waits until it is gone.
+        fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Sends `signal` (`STOP`, `CONT`) to the broker.
+        fn signal(&self, signal: &str) {
+            let pid = self.child.as_ref().unwrap().id().to_string();
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal} {pid}");
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for PrivateBroker {
+        fn drop(&mut self) {
+            if let Some(child) = &self.child {
+                // A frozen broker does not die of SIGKILL until continued.
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
+            }
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The test's environment (MySQL and Redis; its Kafka is unused) and a
+    /// client of the private broker with the test's topic on it.
+    async fn setup(broker: &PrivateBroker) -> (TestEnv, Arc<Kafka>) {
+        let env = TestEnv::with_sale(Broker::Mock, |sale| {
+            sale.consumer_stuck_after_ms = STUCK_AFTER_MS;
+        })
+        .await;
+        let kafka = Kafka::connect(Some(&broker.brokers())).unwrap();
+        let start = Instant::now();
+        loop {
+            match kafka
+                .ensure_topic(&env.services.topic, env.services.partitions)
+                .await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    assert!(start.elapsed() < DEADLINE, "topic not created: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        (env, Arc::new(kafka))
+    }
+
+    /// A consumer of the private broker in the test's group.
+    fn worker(env: &TestEnv, kafka: &Arc<Kafka>, metrics: &Arc<Metrics>) -> Worker {
+        let deps = ConsumerDeps {
+            kafka: Arc::clone(kafka),
+            group: env.services.group.clone(),
+            topic: env.services.topic.clone(),
+            store: env.backends.store.clone(),
+            stock: env.backends.stock.clone(),
+            metrics: Arc::clone(metrics),
+            stuck_after: Duration::from_millis(env.sale.consumer_stuck_after_ms),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(consumer::run(deps, stop.clone()));
+        Worker { stop, task }
+    }
+
+    /// Publishes `orders` to the private broker, each try with a new
+    /// producer (an idempotent producer may not survive a broker restart),
+    /// until Kafka acknowledged all of them.
+    async fn publish_until_acked(kafka: &Kafka, topic: &str, orders: &[Order]) {
+        let start = Instant::now();
+        loop {
+            let producer = kafka.producer().unwrap();
+            let sent = producer::publish(&producer, topic, orders).await;
+            tokio::task::spawn_blocking(move || drop(producer))
+                .await
+                .unwrap();
+            match sent {
+                Ok(()) => return,
+                Err(error) => {
+                    assert!(start.elapsed() < RECOVERY, "not published: {error}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Orders of one unit per user for SKUs `skus` (one message per SKU,
+    /// keyed by SKU: several SKUs reach every partition).
+    fn orders_of(skus: std::ops::RangeInclusive<u64>, users: std::ops::Range<u64>) -> Vec<Order> {
+        skus.flat_map(|sku| orders(sku, users.clone())).collect()
+    }
+
+    /// Waits until `expected` are exactly the orders in MySQL.
+    async fn wait_for_orders(env: &TestEnv, expected: &[Order], what: &str) {
+        let db = env.backends.store.pool();
+        let want = i64::try_from(expected.len()).unwrap();
+        super::super::support::wait_within(what, RECOVERY, || async {
+            order_count(db).await >= want
+        })
+        .await;
+        let ids: BTreeSet<String> = expected.iter().map(|o| o.request_id.to_string()).collect();
+        assert_eq!(order_ids(db).await, ids);
+    }
+
+    /// The broker killed with SIGKILL and restarted on the same storage,
+    /// orders published before and after: every order reaches MySQL, each
+    /// once, without restarting the consumer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn consumes_on_after_the_broker_is_killed_and_restarted() {
+        let mut broker = PrivateBroker::start();
+        let (env, kafka) = setup(&broker).await;
+        let skus = 1..=6;
+        for sku in skus.clone() {
+            put_on_sale(&env, sku, 1_000, 1_000).await;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let worker = worker(&env, &kafka, &metrics);
+        let before = orders_of(skus.clone(), 0..50);
+        publish_until_acked(&kafka, &env.services.topic, &before).await;
+        wait_for_orders(&env, &before, "the orders before the kill").await;
+
+        broker.kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        broker.spawn();
+        let after = orders_of(skus.clone(), 50..100);
+        publish_until_acked(&kafka, &env.services.topic, &after).await;
+        let all: Vec<Order> = before.iter().chain(&after).cloned().collect();
+        wait_for_orders(&env, &all, "the orders after the restart").await;
+        worker.stop().await;
+
+        let db = env.backends.store.pool();
+        assert_eq!(order_count(db).await, 600);
+        assert_eq!(metrics.orders_created.get(), 600);
+        assert_eq!(metrics.orders_failed.get(), 0);
+        for sku in skus {
+            assert_eq!(mysql_stock(db, sku).await, 900);
+        }
+        eprintln!(
+            "rejoins: {}, duplicates: {}",
+            metrics.consumer_rejoins.get(),
+            metrics.orders_duplicate.get()
+        );
+        env.cleanup().await;
+    }
+
+    /// The broker frozen (SIGSTOP) for 12 s, longer than the session timeout:
+    /// every session expires at once. Orders published before and after
+    /// all reach MySQL, each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn consumes_on_after_the_broker_was_unreachable() {
+        let broker = PrivateBroker::start();
+        let (env, kafka) = setup(&broker).await;
+        let skus = 1..=6;
+        for sku in skus.clone() {
+            put_on_sale(&env, sku, 1_000, 1_000).await;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let worker = worker(&env, &kafka, &metrics);
+        let before = orders_of(skus.clone(), 0..50);
+        publish_until_acked(&kafka, &env.services.topic, &before).await;
+        wait_for_orders(&env, &before, "the orders before the freeze").await;
+
+        broker.signal("STOP");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        broker.signal("CONT");
+        let after = orders_of(skus.clone(), 50..100);
+        publish_until_acked(&kafka, &env.services.topic, &after).await;
+        let all: Vec<Order> = before.iter().chain(&after).cloned().collect();
+        wait_for_orders(&env, &all, "the orders after the freeze").await;
+        worker.stop().await;
+
+        let db = env.backends.store.pool();
+        assert_eq!(metrics.orders_created.get(), 600);
+        assert_eq!(metrics.orders_failed.get(), 0);
+        for sku in skus {
+            assert_eq!(mysql_stock(db, sku).await, 900);
+        }
+        eprintln!(
+            "rejoins: {}, duplicates: {}",
+            metrics.consumer_rejoins.get(),
+            metrics.orders_duplicate.get()
+        );
+        env.cleanup().await;
+    }
+
+    const CHILD_BROKERS: &str = "SECKILL_TEST_CHILD_BROKERS";
+    const CHILD_GROUP: &str = "SECKILL_TEST_CHILD_GROUP";
+    const CHILD_TOPIC: &str = "SECKILL_TEST_CHILD_TOPIC";
+
+    /// Not a test: the group member that
+    /// [`a_survivor_takes_over_from_a_killed_member`] runs in a child process
+    /// (this test binary again) and kills. It joins the group, prints its
+    /// assignment, and never commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "run by a_survivor_takes_over_from_a_killed_member in a child process"]
+    async fn child_group_member() {
+        let (Ok(brokers), Ok(group), Ok(topic)) = (
+            std::env::var(CHILD_BROKERS),
+            std::env::var(CHILD_GROUP),
+            std::env::var(CHILD_TOPIC),
+        ) else {
+            return;
+        };
+        let kafka = Kafka::connect(Some(&brokers)).unwrap();
+        let member = kafka.consumer(&group).unwrap();
+        member.subscribe(&[topic.as_str()]).unwrap();
+        let mut out = std::io::stdout();
+        let mut last = None;
+        loop {
+            // Polling serves the group protocol; messages are dropped.
+            let _ = tokio::time::timeout(Duration::from_millis(100), member.recv()).await;
+            let assigned = member.assignment().map(|a| a.count()).unwrap_or(0);
+            if last != Some(assigned) {
+                last = Some(assigned);
+                // The parent may have stopped reading: never panic (and
+                // leave the group cleanly) over that.
+                let _ = writeln!(out, "assigned {assigned}");
+                let _ = out.flush();
+            }
+        }
+    }
+
+    /// Two members of one group, one of them killed with SIGKILL (it never
+    /// leaves the group): the survivor takes its partitions over and writes
+    /// every order, each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_survivor_takes_over_from_a_killed_member() {
+        let broker = PrivateBroker::start();
+        let (env, kafka) = setup(&broker).await;
+        let skus = 1..=12;
+        for sku in skus.clone() {
+            put_on_sale(&env, sku, 1_000, 1_000).await;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let survivor = worker(&env, &kafka, &metrics);
+        let before = orders_of(skus.clone(), 0..10);
+        publish_until_acked(&kafka, &env.services.topic, &before).await;
+        wait_for_orders(&env, &before, "the orders before the second member").await;
+
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::consumer::stuck::child_group_member",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_BROKERS, broker.brokers())
+            .env(CHILD_GROUP, &env.services.group)
+            .env(CHILD_TOPIC, &env.services.topic)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait (off the async threads) until the child holds partitions.
+        let stdout = child.stdout.take().unwrap();
+        let assigned = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| {
+                    line.strip_prefix("assigned ")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| n > 0)
+                })
+        });
+        let assigned = tokio::time::timeout(RECOVERY, assigned)
+            .await
+            .expect("the second member got no partition")
+            .unwrap();
+        assert!(assigned.is_some(), "the second member exited");
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let after = orders_of(skus.clone(), 10..60);
+        publish_until_acked(&kafka, &env.services.topic, &after).await;
+        let all: Vec<Order> = before.iter().chain(&after).cloned().collect();
+        wait_for_orders(&env, &all, "every order after the member was killed").await;
+        survivor.stop().await;
+
+        let db = env.backends.store.pool();
+        assert_eq!(metrics.orders_created.get(), 720);
+        assert_eq!(metrics.orders_failed.get(), 0);
+        for sku in skus {
+            assert_eq!(mysql_stock(db, sku).await, 940);
+        }
+        eprintln!(
+            "second member had {assigned:?} partitions; rejoins: {}, duplicates: {}",
+            metrics.consumer_rejoins.get(),
+            metrics.orders_duplicate.get()
+        );
+        env.cleanup().await;
+    }
+}

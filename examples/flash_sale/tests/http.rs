@@ -10,13 +10,13 @@ use super::support::{ADMIN_TOKEN, Broker, TestEnv, mysql_stock, wait_within};
 use crate::app::Running;
 
 /// A client for one running instance.
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
 }
 
 impl Client {
-    fn new(running: &Running) -> Self {
+    pub(super) fn new(running: &Running) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
@@ -26,7 +26,7 @@ impl Client {
         }
     }
 
-    async fn put_sku(&self, sku: u64, name: &str, stock: u64) -> (StatusCode, Value) {
+    pub(super) async fn put_sku(&self, sku: u64, name: &str, stock: u64) -> (StatusCode, Value) {
         let response = self
             .http
             .put(format!("{}/api/v1/admin/skus/{sku}", self.base))
@@ -38,7 +38,7 @@ impl Client {
         (response.status(), response.json().await.unwrap())
     }
 
-    async fn buy(&self, request_id: &str, user: u64, sku: u64) -> (StatusCode, Value) {
+    pub(super) async fn buy(&self, request_id: &str, user: u64, sku: u64) -> (StatusCode, Value) {
         self.post_json(json!({ "request_id": request_id, "user_id": user, "sku_id": sku }))
             .await
     }
@@ -54,7 +54,7 @@ impl Client {
         (response.status(), response.json().await.unwrap())
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -680,7 +680,7 @@ async fn shutdown_loses_nothing(broker: Broker) {
     assert_eq!(metrics.orders_publish_failed.get(), 0);
     // The rest of the orders are consumed after a restart, none twice.
     let stop = tokio_util::sync::CancellationToken::new();
-    let consumer = env.backends.spawn_consumer(stop.clone());
+    let consumer = env.backends.spawn_consumer(&env.sale, stop.clone());
     wait_within("orders in MySQL", Duration::from_secs(60), || async {
         order_count(&env, 3).await >= 400
     })
@@ -759,7 +759,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
     // Everything queued reached Kafka: a consumer creates all five orders.
     let stop = tokio_util::sync::CancellationToken::new();
-    let consumer = env.backends.spawn_consumer(stop.clone());
+    let consumer = env.backends.spawn_consumer(&env.sale, stop.clone());
     wait_within("orders in MySQL", Duration::from_secs(60), || async {
         order_count(&env, 1).await >= 5
     })

@@ -7,4 +7,5 @@ mod consumer;
 mod demo;
 mod http;
 mod reconcile;
+mod recovery;
 mod support;

@@ -1,11 +1,11 @@
-//! Requests this instance saw Redis grant or refuse over the limit, so that a
-//! retry arriving after the SKU sold out gets its first answer back instead
-//! of the local sold-out flag's.
+//! Requests this instance saw Redis refuse over the per-user limit, so that
+//! a retry arriving after the SKU sold out gets `limit_exceeded` back
+//! instead of the local sold-out flag's `sold_out`. (Grants need no memory
+//! here: the flag knows every grant of the SKU.)
 //!
 //! Bounded: the oldest ids are forgotten first. A retry of a forgotten id, or
 //! one that lands on another instance, is answered `sold_out` by that
-//! instance's flag (its order status stays truthful); without the flag it
-//! would reach Redis, whose record replays the first answer.
+//! instance's flag: a refusal either way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};

@@ -3,8 +3,9 @@
 //! ```text
 //! per-IP + per-user token buckets ──▶ rate_limited (nothing decided)
 //!   │
-//! local sold-out flag ──────────────▶ sold_out, or the first answer of a
-//!   │                                 request this instance saw decided
+//! local sold-out flag ──────────────▶ queued for a request Redis granted
+//!   │                                 (every grant of the SKU is loaded),
+//!   │                                 sold_out for any other
 //! global leaky bucket ──────────────▶ rate_limited (protects Redis)
 //!   │
 //! stock ledger deduction ───────────▶ sold_out / insufficient / limit_exceeded / cancelled
@@ -12,11 +13,14 @@
 //! order queue ──────────────────────▶ queued
 //! ```
 //!
-//! A request the stock ledger decided gets the same answer on every retry:
-//! from the ledger's record, or, once the SKU is flagged sold out, from this
-//! instance's memory of the ids it saw granted or over the limit. A request
-//! turned away before the ledger was never decided, so its retry is decided
-//! afresh.
+//! A request the stock ledger granted gets `queued` on every retry, on
+//! every instance: from the ledger's record, or, once the SKU is flagged
+//! sold out, from the flag, which knows every grant of the SKU (see
+//! [`sold_out`]). A request refused over the per-user limit keeps that
+//! answer on the instance that refused it (a bounded memory) and is
+//! answered `sold_out` elsewhere once the SKU is gone: a refusal either way.
+//! A request turned away before the ledger was never decided, so its retry
+//! is decided afresh.
 
 mod answered;
 mod limits;
@@ -28,9 +32,9 @@ use std::time::Duration;
 
 use self::answered::Answered;
 use self::limits::Limits;
-use self::sold_out::{Check, SoldOutFlags};
+use self::sold_out::{Check, GrantLoad, SoldOutFlags};
 use super::order::Order;
-use super::ports::{Deduction, OrderQueue, StockLedger, Unavailable};
+use super::ports::{Deduction, GrantRecord, OrderQueue, StockLedger, Unavailable};
 use super::purchase::{Answer, Purchase};
 use crate::metrics::Metrics;
 
@@ -81,11 +85,13 @@ pub struct Sale<S, Q> {
     answered: Answered,
     stock: S,
     queue: Q,
+    grants: Arc<dyn GrantRecord>,
     metrics: Arc<Metrics>,
 }
 
 impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
-    /// A sale with `rules` on `stock`, queueing to `queue`.
+    /// A sale with `rules` on `stock`, queueing to `queue`; `grants` tells
+    /// the sold-out flag which requests were granted.
     ///
     /// # Errors
     ///
@@ -94,6 +100,7 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
         rules: SaleRules,
         stock: S,
         queue: Q,
+        grants: Arc<dyn GrantRecord>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LimitError> {
         Ok(Self {
@@ -103,6 +110,7 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
             rules,
             stock,
             queue,
+            grants,
             metrics,
         })
     }
@@ -138,12 +146,20 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
                 retry_after: denied.retry_after,
             });
         }
-        let recheck = match self.sold_out.check(purchase.sku_id) {
-            Check::Open => None,
+        let recheck = match self
+            .sold_out
+            .check(purchase.sku_id, purchase.request_id.as_str())
+        {
+            Check::Open | Check::Unknown => None,
             Check::Recheck(recheck) => Some(recheck),
+            Check::Granted => {
+                self.metrics.sold_out_local.inc();
+                return Ok(Answer::Queued);
+            }
             Check::SoldOut => {
                 self.metrics.sold_out_local.inc();
-                // A retry of a request decided before the sell-out gets its first answer.
+                // A request this instance saw refused over the limit keeps
+                // that answer; anything else not granted is sold out.
                 let first = self.answered.get(purchase.request_id.as_str());
                 return Ok(first.unwrap_or(Answer::SoldOut));
             }
@@ -164,8 +180,6 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
                 if let Some(recheck) = recheck {
                     recheck.back_on_sale();
                 }
-                self.answered
-                    .remember(purchase.request_id.as_str(), Answer::Queued);
                 // A replay was queued by its first call (or, if that process
                 // died in between, is recovered by the reconciler).
                 if !replayed {
@@ -180,9 +194,12 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
             } => {
                 // A replayed answer is history, not the stock now.
                 if !replayed {
-                    match recheck {
+                    let load = match recheck {
                         Some(recheck) => recheck.still_sold_out(),
                         None => self.sold_out.mark(sku),
+                    };
+                    if let Some(load) = load {
+                        self.load_grants(load);
                     }
                 }
                 Answer::SoldOut
@@ -202,6 +219,22 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
             Deduction::UnknownSku => return Err(PurchaseError::UnknownSku(sku)),
         };
         Ok(answer)
+    }
+
+    /// Loads the grants of a flagged SKU in the background (the flag
+    /// answers nothing for it meanwhile, so no request waits on this).
+    fn load_grants(&self, load: GrantLoad) {
+        let grants = Arc::clone(&self.grants);
+        let flags = self.sold_out.clone();
+        tokio::spawn(async move {
+            match grants.granted(load.sku).await {
+                Ok(ids) => flags.loaded(load, Some(ids)),
+                Err(error) => {
+                    tracing::warn!(sku = load.sku, %error, "could not load the grants of a sold-out SKU; its flag asks Redis meanwhile");
+                    flags.loaded(load, None);
+                }
+            }
+        });
     }
 
     /// Hands a granted purchase to the order queue.

@@ -2,19 +2,22 @@
 //! rules of the sale, without Redis or Kafka (their real behaviour is tested
 //! in `tests/`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
+
+use futures::future::BoxFuture;
 
 use super::*;
 use crate::domain::order::Decided;
 use crate::domain::request_id::RequestId;
 
 /// Units per SKU, the first answer per request id, units held per buyer.
-#[derive(Default)]
+/// Clones share the ledger (two instances of a sale on one Redis).
+#[derive(Default, Clone)]
 struct MemoryStock {
-    state: Mutex<MemoryState>,
-    fail: std::sync::atomic::AtomicBool,
+    state: Arc<Mutex<MemoryState>>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -22,7 +25,15 @@ struct MemoryState {
     units: HashMap<u64, u64>,
     answers: HashMap<String, Deduction>,
     held: HashMap<(u64, u64), u64>,
+    granted: HashMap<u64, HashSet<String>>,
     calls: usize,
+}
+
+impl GrantRecord for MemoryStock {
+    fn granted(&self, sku: u64) -> BoxFuture<'_, Result<HashSet<String>, Unavailable>> {
+        let ids = self.state.lock().unwrap().granted.get(&sku).cloned();
+        Box::pin(async move { Ok(ids.unwrap_or_default()) })
+    }
 }
 
 impl StockLedger for MemoryStock {
@@ -59,6 +70,10 @@ impl StockLedger for MemoryStock {
         } else {
             s.units.insert(p.sku_id, left - qty);
             *s.held.entry((p.user_id, p.sku_id)).or_default() += qty;
+            s.granted
+                .entry(p.sku_id)
+                .or_default()
+                .insert(p.request_id.to_string());
             Deduction::Granted { replayed: false }
         };
         s.answers.insert(p.request_id.to_string(), answer);
@@ -119,13 +134,31 @@ fn rules() -> SaleRules {
 }
 
 fn sale(rules: SaleRules) -> Sale<MemoryStock, MemoryQueue> {
+    instance(rules, MemoryStock::default())
+}
+
+/// One instance of a sale on `stock` (clones of one stock: several instances).
+fn instance(rules: SaleRules, stock: MemoryStock) -> Sale<MemoryStock, MemoryQueue> {
+    let grants = Arc::new(stock.clone());
     Sale::new(
         rules,
-        MemoryStock::default(),
+        stock,
         MemoryQueue::default(),
+        grants,
         Arc::new(Metrics::default()),
     )
     .unwrap()
+}
+
+/// Waits until the flag of `sku` knows its grants (they load in the background).
+async fn grants_loaded(sale: &Sale<MemoryStock, MemoryQueue>, sku: u64) {
+    for _ in 0..5_000 {
+        if !matches!(sale.sold_out.check(sku, "-"), sold_out::Check::Unknown) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the grants of SKU {sku} never loaded");
 }
 
 fn buy(id: &str, user: u64, sku: u64, quantity: u32) -> Purchase {
@@ -224,12 +257,14 @@ async fn the_flag_answers_without_the_ledger_and_keeps_first_answers() {
         sale.purchase(IP, buy("c", 2, 7, 1)).await.unwrap(),
         Answer::SoldOut
     );
+    grants_loaded(&sale, 7).await;
     let before = calls(&sale);
     assert_eq!(
         sale.purchase(IP, buy("d", 3, 7, 1)).await.unwrap(),
         Answer::SoldOut
     );
-    // Retries after the sell-out get their first answers, from memory.
+    // Retries after the sell-out get their first answers, from the flag
+    // (every grant) and from memory (over the limit).
     assert_eq!(
         sale.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
         Answer::Queued
@@ -329,4 +364,94 @@ async fn thousands_of_buyers_never_oversell() {
     }
     assert_eq!(queued, 500);
     assert_eq!(sale.queue.orders.lock().unwrap().len(), 500);
+}
+
+#[tokio::test]
+async fn a_grant_replayed_on_another_instance_after_the_sell_out_is_queued() {
+    let stock = MemoryStock::default();
+    let first = instance(rules(), stock.clone());
+    let second = instance(rules(), stock);
+    first.restock(7, 1).await.unwrap();
+    assert_eq!(
+        first.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    // The second instance learns of the sell-out from the ledger.
+    assert_eq!(
+        second.purchase(IP, buy("b", 2, 7, 1)).await.unwrap(),
+        Answer::SoldOut
+    );
+    grants_loaded(&second, 7).await;
+    let before = calls(&second);
+    assert_eq!(
+        second.purchase(IP, buy("a", 1, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+    assert_eq!(
+        second.purchase(IP, buy("c", 3, 7, 1)).await.unwrap(),
+        Answer::SoldOut
+    );
+    assert_eq!(calls(&second), before, "the flag answered both");
+    assert_eq!(second.queue.orders.lock().unwrap().len(), 0);
+}
+
+/// 3,000 buyers for 300 units on two instances; one request in five is
+/// sent twice at the same moment, once to each instance. Every request id
+/// gets one answer as far as granted-or-not goes, and grants are exactly
+/// the stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_on_two_instances_never_change_a_grant() {
+    let stock = MemoryStock::default();
+    // One client address for everyone: no rate limit may get in the way.
+    let open = SaleRules {
+        ip_rate: 10_000_000,
+        ip_burst: 10_000_000,
+        ..rules()
+    };
+    let a = Arc::new(instance(open.clone(), stock.clone()));
+    let b = Arc::new(instance(open, stock.clone()));
+    a.restock(1, 300).await.unwrap();
+    b.restock(1, 300).await.unwrap();
+    let tasks: Vec<_> = (0..3_000u64)
+        .map(|user| {
+            let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+            tokio::spawn(async move {
+                let id = format!("u{user}");
+                let one = a.purchase(IP, buy(&id, user, 1, 1));
+                if user % 5 == 0 {
+                    let (x, y) = tokio::join!(one, b.purchase(IP, buy(&id, user, 1, 1)));
+                    vec![x.unwrap(), y.unwrap()]
+                } else {
+                    vec![one.await.unwrap()]
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    // And every request once more, on each instance, after the sell-out.
+    grants_loaded(&a, 1).await;
+    grants_loaded(&b, 1).await;
+    for (user, first) in answers.iter_mut().enumerate() {
+        let id = format!("u{user}");
+        let user = user as u64;
+        first.push(a.purchase(IP, buy(&id, user, 1, 1)).await.unwrap());
+        first.push(b.purchase(IP, buy(&id, user, 1, 1)).await.unwrap());
+    }
+    let mut granted = 0;
+    for (user, seen) in answers.iter().enumerate() {
+        let queued = seen.iter().filter(|x| **x == Answer::Queued).count();
+        assert!(
+            queued == 0 || queued == seen.len(),
+            "request u{user} got {seen:?}"
+        );
+        if queued > 0 {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 300);
+    let handed = a.queue.orders.lock().unwrap().len() + b.queue.orders.lock().unwrap().len();
+    assert_eq!(handed, 300);
 }

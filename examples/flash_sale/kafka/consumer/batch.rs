@@ -2,16 +2,19 @@
 //! [`MAX_BATCH_ORDERS`] orders or [`BATCH_IDLE`] without a message.
 //! Messages that are not a batch of orders are counted and skipped (their
 //! offsets still move on, so one bad message never blocks a partition).
+//! While it waits for the first message (no batch in hand), the
+//! [`Watchdog`] judges whether the consumer is stuck.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::lag::LagProbe;
-use super::{BACKOFF_MAX, LAG_EVERY};
+use super::BACKOFF_MAX;
+use super::watchdog::{Stuck, Watchdog};
 use crate::domain::order::Order;
 use crate::kafka::message;
 use crate::metrics::Metrics;
@@ -20,6 +23,20 @@ use crate::metrics::Metrics;
 pub const MAX_BATCH_ORDERS: usize = 500;
 /// A batch closes when no message arrived for this long.
 pub const BATCH_IDLE: Duration = Duration::from_millis(20);
+/// While waiting for a first message, the watchdog is looked at this often
+/// (it measures at most once per [`LAG_EVERY`](super::LAG_EVERY)).
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// What waiting for messages ended with.
+#[derive(Debug)]
+pub enum Next {
+    /// A batch to apply.
+    Batch(Batch),
+    /// The watchdog found the consumer stuck (no batch in hand).
+    Stuck(Stuck),
+    /// Shutdown before a first message.
+    Shutdown,
+}
 
 /// What the consumer keeps of a batch of messages (messages borrow the
 /// consumer and cannot be held across an `.await`).
@@ -57,30 +74,30 @@ fn malformed(metrics: &Metrics, msg: &BorrowedMessage<'_>, error: &str) {
 }
 
 /// Waits for the first message, then takes more until the batch is full or
-/// the topic is quiet. `None`: shutdown before a first message.
+/// the topic is quiet. Until the first message, the watchdog is ticked.
 pub async fn next_batch(
-    consumer: &StreamConsumer,
+    consumer: &Arc<StreamConsumer>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-    lag: &mut LagProbe,
-) -> Option<Batch> {
+    watchdog: &mut Watchdog,
+) -> Next {
     let mut batch = Batch::default();
     loop {
+        if let Some(stuck) = watchdog.tick(consumer).await {
+            return Next::Stuck(stuck);
+        }
         let received = tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Next::Shutdown,
             received = consumer.recv() => received.map(|msg| batch.add(&msg, metrics)),
-            () = tokio::time::sleep(LAG_EVERY) => {
-                lag.maybe_measure();
-                continue;
-            }
+            () = tokio::time::sleep(WATCH_EVERY) => continue,
         };
         match received {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "Kafka consumer error; retrying");
                 tokio::select! {
-                    () = shutdown.cancelled() => return None,
+                    () = shutdown.cancelled() => return Next::Shutdown,
                     () = tokio::time::sleep(BACKOFF_MAX) => {}
                 }
             }
@@ -99,5 +116,5 @@ pub async fn next_batch(
             Err(_quiet) => break,
         }
     }
-    Some(batch)
+    Next::Batch(batch)
 }

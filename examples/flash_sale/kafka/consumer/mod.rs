@@ -14,20 +14,31 @@
 //! A MySQL or Redis failure keeps the batch and retries it with backoff; at
 //! shutdown the batch in hand is finished, or, when it cannot be, left
 //! uncommitted for the next consumer (whose redelivery is a no-op).
+//!
+//! While it waits for messages, the [`watchdog`] measures the topic and the
+//! group about once a second and judges whether the consumer is stuck (the
+//! group has uncommitted messages and nothing moves, or no measurement
+//! works) for [`ConsumerDeps::stuck_after`]; then the consumer drops its
+//! Kafka client and joins the group again with a new one.
 
 mod apply;
 mod batch;
+mod group;
 mod lag;
+pub mod watchdog;
+
+pub use self::group::group_lag;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use self::lag::LagProbe;
+use self::batch::Next;
+use self::watchdog::{Stuck, Watchdog};
 use super::client::Kafka;
 use crate::metrics::Metrics;
 use crate::redis::stock::RedisStock;
@@ -37,8 +48,12 @@ use crate::store::Store;
 /// [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// How often the lag gauge is measured, at most.
+/// How often the topic and the group are measured (lag gauge, watchdog), at most.
 const LAG_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for an old Kafka client to close (leave the group): with a
+/// dead broker closing can block; past this the consumer goes on and the
+/// close finishes, or not, on the blocking pool.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the consumer needs.
 pub struct ConsumerDeps {
@@ -54,6 +69,10 @@ pub struct ConsumerDeps {
     pub stock: RedisStock,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// With uncommitted messages in the topic and no progress of the group
+    /// (or no measurement working) for this long, the consumer recreates its
+    /// Kafka client and rejoins the group (`--consumer-stuck-after-ms`).
+    pub stuck_after: Duration,
 }
 
 /// Why the consumer stopped.
@@ -67,11 +86,13 @@ pub enum ConsumerError {
 /// Consumes until `shutdown`, then finishes the batch in hand and returns.
 ///
 /// Kafka, MySQL and Redis failures are logged and retried, never returned:
-/// the batch in hand is kept until it is written.
+/// the batch in hand is kept until it is written. A consumer stuck for
+/// [`ConsumerDeps::stuck_after`] (see [`watchdog`]) rejoins the group with a
+/// new client, counted in [`Metrics::consumer_rejoins`].
 ///
 /// # Errors
 ///
-/// The consumer could not be created or subscribed.
+/// The first consumer could not be created or subscribed.
 ///
 /// # Cancel safety
 ///
@@ -80,14 +101,23 @@ pub enum ConsumerError {
 /// done, so the batch in hand is delivered again, where it is a no-op for
 /// what was written.
 pub async fn run(deps: ConsumerDeps, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-    let consumer = Arc::new(deps.kafka.consumer(&deps.group)?);
-    consumer.subscribe(&[deps.topic.as_str()])?;
-    let mut lag = LagProbe::new(
-        Arc::clone(&consumer),
-        deps.topic.clone(),
-        Arc::clone(&deps.metrics),
-    );
-    while let Some(batch) = batch::next_batch(&consumer, &deps.metrics, &shutdown, &mut lag).await {
+    let mut consumer = join(&deps)?;
+    let mut watchdog = Watchdog::new(&deps.topic, Arc::clone(&deps.metrics), deps.stuck_after);
+    loop {
+        let batch =
+            match batch::next_batch(&consumer, &deps.metrics, &shutdown, &mut watchdog).await {
+                Next::Batch(batch) => batch,
+                Next::Shutdown => break,
+                Next::Stuck(stuck) => {
+                    match rejoin(&deps, consumer, &stuck, &shutdown).await {
+                        Some(fresh) => consumer = fresh,
+                        None => return Ok(()),
+                    }
+                    watchdog.rejoined();
+                    continue;
+                }
+            };
+        let started = Instant::now();
         let applied = apply::apply(
             &deps.store,
             &deps.stock,
@@ -96,16 +126,65 @@ pub async fn run(deps: ConsumerDeps, shutdown: CancellationToken) -> Result<(), 
             &shutdown,
         )
         .await;
+        watchdog.applied_in(started.elapsed());
         if !applied {
             break;
         }
         commit_offsets(&consumer, &deps.topic, &batch.offsets).await;
-        lag.maybe_measure();
     }
-    lag.finish().await;
-    // Closing leaves the group: a blocking call, so off the async threads.
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    watchdog.finish(CLOSE_WAIT).await;
+    close(consumer).await;
     Ok(())
+}
+
+/// A new client in the group, subscribed to the topic.
+fn join(deps: &ConsumerDeps) -> Result<Arc<StreamConsumer>, ConsumerError> {
+    let consumer = deps.kafka.consumer(&deps.group)?;
+    consumer.subscribe(&[deps.topic.as_str()])?;
+    Ok(Arc::new(consumer))
+}
+
+/// Drops `stuck`'s client (bounded wait) and joins again with a new one,
+/// retried until it works. `None`: shutdown came first.
+async fn rejoin(
+    deps: &ConsumerDeps,
+    old: Arc<StreamConsumer>,
+    stuck: &Stuck,
+    shutdown: &CancellationToken,
+) -> Option<Arc<StreamConsumer>> {
+    deps.metrics.consumer_rejoins.inc();
+    tracing::warn!(
+        group = %deps.group,
+        topic = %deps.topic,
+        stuck_after = ?deps.stuck_after,
+        rejoins = deps.metrics.consumer_rejoins.get(),
+        "the order consumer is stuck ({stuck}); recreating its Kafka client and rejoining the group"
+    );
+    close(old).await;
+    loop {
+        match join(deps) {
+            Ok(consumer) => return Some(consumer),
+            Err(error) => {
+                tracing::warn!(%error, "could not recreate the Kafka consumer; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(BACKOFF_MAX) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Closes a client (leaves the group: a blocking call) on the blocking pool,
+/// waiting at most [`CLOSE_WAIT`]; past that the close goes on alone.
+async fn close(consumer: Arc<StreamConsumer>) {
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+        tracing::warn!(
+            wait = ?CLOSE_WAIT,
+            "the old Kafka client is still closing; going on without it"
+        );
+    }
 }
 
 /// Commits the offsets (a blocking call, so on the blocking pool). A failure

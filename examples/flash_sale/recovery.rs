@@ -1,0 +1,165 @@
+//! Redis lost its data (restarted empty, or failed over to a replica that
+//! missed writes): find the SKUs of this sale whose stock key is gone,
+//! keep them paused until nothing is in flight, rebuild them from MySQL,
+//! reopen.
+//!
+//! **Paused by itself.** A SKU without a stock key sells nothing: the
+//! deduction script answers "unknown SKU" and writes nothing, and the HTTP
+//! layer answers such a SKU that exists in MySQL with 503 `paused` (and
+//! `Retry-After`) instead of 404. So no grant is made while the rebuild
+//! waits, on any instance, with no coordination.
+//!
+//! **Nothing in flight.** Grants made before the loss are on their way to
+//! MySQL (in an instance's batcher, in Kafka) and must land before the
+//! stock is computed from MySQL, or their units would be sold twice. The
+//! rebuild waits until the consumer group has committed every message of
+//! the topic and the SKU's orders in MySQL have not changed over a settle
+//! period longer than any batcher's delay; otherwise it tries again at the
+//! next pass.
+//!
+//! **Rebuilt.** From MySQL: a request record for every order (so a retry is
+//! answered `queued` again) and every refused order (granted, refunded),
+//! each buyer's units (the per-user limit), then the stock key last, set to
+//! the units MySQL has not sold. See `seckill-stock-lua`'s
+//! `restore_grants`.
+//!
+//! **What can be lost.** A grant whose only trace was Redis: its instance
+//! died before handing it to Kafka, or its publish failed and the
+//! reconciler had not yet republished it from the (now lost) deduction log.
+//! That is two faults at once (Redis and the instance, or Redis and
+//! Kafka). Its buyer was answered `queued`; after the rebuild its request
+//! id is unknown, so a retry is decided afresh, and its order lookup says
+//! `unknown`. Redis persistence (AOF with `appendfsync everysec`) or a
+//! replica shrinks that window to the last second of writes.
+//!
+//! Runs on the reconciler's lease holder only: one rebuild per sale.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kafka::client::Kafka;
+use crate::metrics::Metrics;
+use crate::redis::stock::RedisStock;
+use crate::store::Store;
+
+/// Why a rebuild pass stopped; the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// MySQL failed.
+    #[error("MySQL: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Redis failed.
+    #[error("Redis: {0}")]
+    Redis(#[from] seckill::stock_lua::Error),
+    /// Kafka failed (the consumer group's progress is unknown).
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum RebuildPass {
+    /// Every SKU of the sale has its stock key.
+    #[default]
+    Intact,
+    /// SKUs are missing, and grants are still in flight: they stay paused.
+    Waiting(Vec<u64>),
+    /// These SKUs were rebuilt and reopened.
+    Rebuilt(Vec<u64>),
+}
+
+/// Rebuilds the Redis stock of SKUs whose key is gone.
+pub struct StockRebuild {
+    store: Store,
+    stock: RedisStock,
+    kafka: Arc<Kafka>,
+    group: String,
+    topic: String,
+    settle: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl StockRebuild {
+    /// A rebuild that waits `settle` with nothing moving before it trusts
+    /// MySQL (longer than every instance's batch delay).
+    pub fn new(
+        store: Store,
+        stock: RedisStock,
+        kafka: Arc<Kafka>,
+        group: String,
+        topic: String,
+        settle: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            stock,
+            kafka,
+            group,
+            topic,
+            settle,
+            metrics,
+        }
+    }
+
+    /// One pass (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// MySQL, Redis or Kafka failed; the SKUs stay paused until a later pass.
+    pub async fn pass(&self) -> Result<RebuildPass, RebuildError> {
+        let mut missing = Vec::new();
+        for sku in self.store.sku_ids().await? {
+            if !self.stock.is_stocked(sku).await? {
+                missing.push(sku);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(RebuildPass::Intact);
+        }
+        tracing::warn!(skus = ?missing, "Redis lost the stock of these SKUs; their sale is paused until it is rebuilt from MySQL");
+        let before = self.fingerprint(&missing).await?;
+        let lag = crate::kafka::consumer::group_lag(&self.kafka, &self.group, &self.topic).await?;
+        if lag > 0 {
+            tracing::info!(
+                lag,
+                "orders still in Kafka; the rebuild waits for the consumer"
+            );
+            return Ok(RebuildPass::Waiting(missing));
+        }
+        tokio::time::sleep(self.settle).await;
+        let lag = crate::kafka::consumer::group_lag(&self.kafka, &self.group, &self.topic).await?;
+        if lag > 0 || self.fingerprint(&missing).await? != before {
+            return Ok(RebuildPass::Waiting(missing));
+        }
+        for &sku in &missing {
+            let grants = self.store.durable_grants(sku).await?;
+            let Some(unsold) = self.store.units_unsold(sku).await? else {
+                continue;
+            };
+            let written = self.stock.restore(sku, &grants, unsold).await?;
+            self.metrics.stock_rebuilds.inc();
+            tracing::warn!(
+                sku,
+                grants = grants.len(),
+                written,
+                unsold,
+                "rebuilt the SKU's Redis stock from MySQL; its sale is open again"
+            );
+        }
+        Ok(RebuildPass::Rebuilt(missing))
+    }
+
+    /// Per SKU, the orders and refusals MySQL holds (count and units): a
+    /// change between two reads means something was still in flight.
+    async fn fingerprint(&self, skus: &[u64]) -> Result<BTreeMap<u64, (usize, u64)>, RebuildError> {
+        let mut seen = BTreeMap::new();
+        for &sku in skus {
+            let grants = self.store.durable_grants(sku).await?;
+            let units = grants.iter().map(|g| g.quantity).sum();
+            seen.insert(sku, (grants.len(), units));
+        }
+        Ok(seen)
+    }
+}
