@@ -21,6 +21,7 @@ use crate::kafka::consumer::{self, ConsumerDeps};
 use crate::kafka::producer::{BatchSettings, OrderSink};
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileSettings, Reconciler};
+use crate::recovery::StockRebuild;
 use crate::redis::sku_cache::SkuCatalog;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
@@ -200,7 +201,17 @@ impl Backends {
             &self.services.namespace,
             ReconcileSettings::from(settings),
             Arc::clone(&self.metrics),
-        );
+        )
+        .with_recovery(StockRebuild::new(
+            self.store.clone(),
+            self.stock.clone(),
+            Arc::clone(&self.kafka),
+            self.services.group.clone(),
+            self.services.topic.clone(),
+            // Longer than any instance's batch delay (settings are shared).
+            Duration::from_millis(settings.batch_delay_ms.saturating_mul(2).max(2_000)),
+            Arc::clone(&self.metrics),
+        ));
         Ok(tokio::spawn(reconciler.run(shutdown)))
     }
 }

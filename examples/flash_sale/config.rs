@@ -419,6 +419,7 @@ mod range_tests {
             "reconcile-every-ms" => s.reconcile_every_ms = v,
             "reconcile-direct-after-ms" => s.reconcile_direct_after_ms = v,
             "reconcile-lease-ms" => s.reconcile_lease_ms = v,
+            "consumer-stuck-after-ms" => s.consumer_stuck_after_ms = v,
             other => panic!("unknown flag {other}"),
         }
     }

@@ -34,9 +34,9 @@
 //!
 //! Runs on the reconciler's lease holder only: one rebuild per sale.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::kafka::client::Kafka;
 use crate::metrics::Metrics;
@@ -78,7 +78,14 @@ pub struct StockRebuild {
     topic: String,
     settle: Duration,
     metrics: Arc<Metrics>,
+    /// When the last calibration ran.
+    calibrated: Option<Instant>,
+    /// Per SKU, the drift the last calibration saw (0 = agreed).
+    drifts: HashMap<u64, Option<i64>>,
 }
+
+/// Time between two calibrations by the lease holder.
+pub const CALIBRATE_EVERY: Duration = Duration::from_secs(30);
 
 impl StockRebuild {
     /// A rebuild that waits `settle` with nothing moving before it trusts
@@ -100,7 +107,49 @@ impl StockRebuild {
             topic,
             settle,
             metrics,
+            calibrated: None,
+            drifts: HashMap::new(),
         }
+    }
+
+    /// Calibrates Redis against MySQL at the first pass and then every
+    /// [`CALIBRATE_EVERY`] (see [`crate::calibrate`]). A drift seen by two
+    /// calibrations in a row (not a grant caught in transit) is logged as
+    /// an error; a missing key is the rebuild's business. Failures are
+    /// logged: calibration only reports.
+    pub async fn calibrate_if_due(&mut self) {
+        if self
+            .calibrated
+            .is_some_and(|at| at.elapsed() < CALIBRATE_EVERY)
+        {
+            return;
+        }
+        self.calibrated = Some(Instant::now());
+        let report = match crate::calibrate::calibrate(&self.store, &self.stock).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(%error, "calibration failed; trying again later");
+                return;
+            }
+        };
+        let mut drifts = HashMap::new();
+        for sku in report {
+            let before = self.drifts.get(&sku.sku_id).copied().flatten();
+            if let Some(drift) = sku.drift.filter(|d| *d != 0)
+                && before == Some(drift)
+            {
+                tracing::error!(
+                    sku = sku.sku_id,
+                    drift,
+                    redis = ?sku.redis_stock,
+                    mysql_unsold = sku.mysql_unsold,
+                    in_flight = sku.in_flight,
+                    "Redis's stock disagrees with MySQL's in two calibrations in a row"
+                );
+            }
+            drifts.insert(sku.sku_id, sku.drift);
+        }
+        self.drifts = drifts;
     }
 
     /// One pass (see the module docs).
@@ -108,9 +157,9 @@ impl StockRebuild {
     /// # Errors
     ///
     /// MySQL, Redis or Kafka failed; the SKUs stay paused until a later pass.
-    pub async fn pass(&self) -> Result<RebuildPass, RebuildError> {
+    pub async fn pass(&self, skus: &[u64]) -> Result<RebuildPass, RebuildError> {
         let mut missing = Vec::new();
-        for sku in self.store.sku_ids().await? {
+        for &sku in skus {
             if !self.stock.is_stocked(sku).await? {
                 missing.push(sku);
             }

@@ -99,6 +99,7 @@ mod lease;
 pub mod settle;
 mod walk;
 
+use crate::recovery::StockRebuild;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +131,11 @@ pub const REPUBLISH_AGAIN_AFTER: Duration = Duration::from_secs(5);
 /// Longest wait for Kafka to acknowledge one republish; past it the pass
 /// goes on (the copy may still arrive, which is harmless).
 pub const REPUBLISH_WAIT: Duration = Duration::from_secs(3);
+
+/// Longest wait at shutdown for the pass in progress to reach a page
+/// boundary (it writes nothing more after it); past it the pass is dropped,
+/// which is safe too (see [`Reconciler::run`]).
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The reconciler's timings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +210,10 @@ pub enum ReconcileError {
     /// holder refunds the rest: they are refusals not refunded).
     #[error("stopped before every refund was done")]
     Stopped,
+    /// Rebuilding a SKU's stock after a Redis data loss failed (it stays
+    /// paused; the next pass tries again).
+    #[error("stock rebuild: {0}")]
+    Rebuild(#[from] crate::recovery::RebuildError),
 }
 
 impl From<FencedError> for ReconcileError {
@@ -241,6 +251,13 @@ impl Reconciler {
             every: settings.every,
             metrics,
         }
+    }
+
+    /// Also rebuilds SKUs whose Redis stock is gone and calibrates Redis
+    /// against MySQL, each pass (see [`crate::recovery`]).
+    pub fn with_recovery(mut self, recovery: StockRebuild) -> Self {
+        self.walker.recovery = Some(recovery);
+        self
     }
 
     /// This reconciler's lease holder id (unique per process).
@@ -290,9 +307,12 @@ impl Reconciler {
     ///
     /// # Cancel safety
     ///
-    /// Cancel `shutdown` for a clean stop. Dropping the future instead is a
-    /// crash: the pass in progress stops where it is (it is redone), the
-    /// lease is not released and passes to another instance when it expires.
+    /// Cancel `shutdown` for a clean stop: the pass in progress ends at its
+    /// next page boundary (within [`STOP_WAIT`], or it is dropped), then the
+    /// lease is released. Dropping the future instead is a crash: the pass
+    /// in progress stops where it is (it is redone: cursors only move over
+    /// resolved entries, every write is idempotent), the lease is not
+    /// released and passes to another instance when it expires.
     pub async fn run(self, shutdown: CancellationToken) {
         let Self {
             mut walker,
@@ -331,24 +351,45 @@ async fn passes(
         };
         let Some(token) = token else { continue };
         let fence = lease.fence(token);
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = held.wait_for(|now| *now != Some(token)) => {
+        let pass = walker.pass(&fence, shutdown);
+        tokio::pin!(pass);
+        let result = tokio::select! {
+            () = lost(&mut held, token) => {
                 tracing::warn!(token, "the reconciler lease was lost during a pass; the pass stops here");
+                continue;
             }
-            result = walker.pass(&fence, shutdown) => match result {
-                Ok(report) if report != PassReport::default() => {
-                    tracing::debug!(?report, "reconciler pass");
+            result = &mut pass => result,
+            () = shutdown.cancelled() => {
+                // The pass sees the shutdown at its next page boundary: let
+                // it get there, so no write is cut between its commit and
+                // its refunds and counts.
+                match tokio::time::timeout(STOP_WAIT, &mut pass).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        tracing::warn!(wait = ?STOP_WAIT, "the reconciler pass did not end in time at shutdown; dropped");
+                        return;
+                    }
                 }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "reconciler pass failed"),
-            },
+            }
+        };
+        match result {
+            Ok(report) if report != PassReport::default() => {
+                tracing::debug!(?report, "reconciler pass");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reconciler pass failed"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// Resolves once `held` no longer says `token` (or the keeper is gone).
+async fn lost(held: &mut watch::Receiver<Option<u64>>, token: u64) {
+    // The guard `wait_for` returns is dropped here, not held across awaits.
+    let _ = held.wait_for(|now| *now != Some(token)).await;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! cursor over the resolved prefix. After the walk, trim the log up to the
 //! cursor. See the [module docs](super) for why each step is safe.
 
+use crate::recovery::StockRebuild;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +45,8 @@ pub(super) struct Walker {
     trimmed: HashMap<u64, String>,
     /// Request ids due for a republish and not yet resolved.
     pub(super) republished: HashMap<String, Republished>,
+    /// The stock rebuild after a Redis data loss, and the calibration.
+    pub(super) recovery: Option<StockRebuild>,
 }
 
 /// When a deduction was due for a republish.
@@ -107,11 +110,13 @@ impl Walker {
             cursors: HashMap::new(),
             trimmed: HashMap::new(),
             republished: HashMap::new(),
+            recovery: None,
         }
     }
 
-    /// One pass over every SKU's log, its MySQL writes fenced by `fence`;
-    /// refunds give up at `stop`.
+    /// One pass over every SKU's log, its MySQL writes fenced by `fence`.
+    /// At `stop` it ends at the next page boundary (refunds in progress
+    /// give up at the next Redis failure).
     ///
     /// # Errors
     ///
@@ -133,6 +138,9 @@ impl Walker {
         let mut report = PassReport::default();
         let mut kafka = Kafka::Up;
         for sku in skus {
+            if stop.is_cancelled() {
+                break;
+            }
             let mut cursor = self.cursors.get(&sku).cloned();
             let walked = self
                 .walk_sku(sku, fence, stop, &mut cursor, &mut report, &mut kafka)
@@ -150,11 +158,16 @@ impl Walker {
         Ok(report)
     }
 
-    /// HOOK — stock rebuild: rebuild here, from MySQL, the Redis stock of
-    /// the SKUs among `skus` whose stock key is missing (Redis lost it),
-    /// before their logs are walked. Runs only under the lease, like the
-    /// rest of the pass; nothing yet.
-    async fn rebuild_missing_stock(&mut self, _skus: &[u64]) -> Result<(), ReconcileError> {
+    /// Rebuilds, from MySQL, the Redis stock of the SKUs whose stock key
+    /// is missing (Redis lost it), before their logs are walked, and
+    /// calibrates Redis against MySQL when due (see [`crate::recovery`]).
+    /// Runs only under the lease, like the rest of the pass.
+    async fn rebuild_missing_stock(&mut self, skus: &[u64]) -> Result<(), ReconcileError> {
+        let Some(recovery) = self.recovery.as_mut() else {
+            return Ok(());
+        };
+        recovery.pass(skus).await?;
+        recovery.calibrate_if_due().await;
         Ok(())
     }
 
@@ -176,6 +189,10 @@ impl Walker {
         let mut unresolved = 0;
         let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         loop {
+            // Shutdown: stop at a page boundary, with nothing half done.
+            if stop.is_cancelled() {
+                return Ok(());
+            }
             let page = self.stock.log(sku, read_after.as_deref(), PAGE).await?;
             let now_ms = now_ms();
             // The entries past the grace period (the log is in time order).

@@ -709,7 +709,7 @@ mod stuck {
     use crate::kafka::client::Kafka;
 
     /// Stuck after this long in these tests (the smallest valid setting is 1 s).
-    const STUCK_AFTER_MS: u64 = 3_000;
+    const STUCK_AFTER_MS: u64 = 600_000;
     /// Longest wait for every order to reach MySQL after a fault.
     const RECOVERY: Duration = Duration::from_secs(90);
 
@@ -788,6 +788,10 @@ mod stuck {
                 .args(["broker", "--storage-engine"])
                 .arg(format!("sqlite://data/tansu-{}.db", self.addr.port()))
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .env(
+                    "RUST_LOG",
+                    std::env::var("SECKILL_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -838,13 +842,24 @@ mod stuck {
                     .status();
             }
             self.kill();
-            let _ = std::fs::remove_dir_all(&self.dir);
+            if std::env::var_os("SECKILL_KEEP_TANSU").is_none() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
         }
     }
 
     /// The test's environment (MySQL and Redis; its Kafka is unused) and a
     /// client of the private broker with the test's topic on it.
     async fn setup(broker: &PrivateBroker) -> (TestEnv, Arc<Kafka>) {
+        // The consumer's warnings (rejoins) in the test output; RUST_LOG
+        // for more.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let env = TestEnv::with_sale(Broker::Mock, |sale| {
             sale.consumer_stuck_after_ms = STUCK_AFTER_MS;
         })

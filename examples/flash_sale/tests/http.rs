@@ -138,7 +138,12 @@ async fn purchase_outcomes(broker: Broker) {
         (StatusCode::OK, json!("sold_out"))
     );
     assert_eq!(running.metrics.redis_deductions.get(), deductions + 1);
-    // Redis said sold out: the next answer comes from the local flag.
+    // Redis said sold out: once the flag has loaded the SKU's grants, the
+    // next answer comes from it.
+    super::support::wait_until("the sold-out flag knows the grants", || async {
+        running.sale.answers_sold_out_locally(7)
+    })
+    .await;
     let (status, body) = client.buy("r-7", 5, 7).await;
     assert_eq!(
         (status, body["status"].clone()),
@@ -201,7 +206,9 @@ async fn purchase_outcomes(broker: Broker) {
         "seckill_requests_total{outcome=\"not_found\"} 1\n",
         "seckill_orders_created_total 3\n",
         "seckill_request_duration_seconds_count 9\n",
-        "seckill_cache_loads_total 2\n",
+        // SKU 7, SKU 8, and SKU 999 (an unknown SKU's purchase asks the
+        // catalog whether its sale is paused or it does not exist).
+        "seckill_cache_loads_total 3\n",
         "seckill_cache_hits_total 1\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -120,6 +120,16 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
         &self.rules
     }
 
+    /// Whether this instance flags `sku` sold out and knows its grants
+    /// (the flag answers without Redis).
+    #[cfg(test)]
+    pub fn answers_sold_out_locally(&self, sku: u64) -> bool {
+        matches!(
+            self.sold_out.check(sku, "\u{1}"),
+            Check::SoldOut | Check::Granted
+        )
+    }
+
     /// The stock ledger.
     pub fn stock(&self) -> &S {
         &self.stock

@@ -144,8 +144,14 @@ fn join(deps: &ConsumerDeps) -> Result<Arc<StreamConsumer>, ConsumerError> {
     Ok(Arc::new(consumer))
 }
 
-/// Drops `stuck`'s client (bounded wait) and joins again with a new one,
-/// retried until it works. `None`: shutdown came first.
+/// Joins again with a new client, retried until it works, then closes the
+/// old one (bounded wait). `None`: shutdown came first.
+///
+/// The new client joins while the old one is still in the group: a
+/// coordinator that kept a dead leader in its cached group state (tansu
+/// does, after every member's session expired at once) only reloads the
+/// group, and so forgets that leader, when two members join concurrently;
+/// a sound coordinator just rebalances once more.
 async fn rejoin(
     deps: &ConsumerDeps,
     old: Arc<StreamConsumer>,
@@ -160,19 +166,23 @@ async fn rejoin(
         rejoins = deps.metrics.consumer_rejoins.get(),
         "the order consumer is stuck ({stuck}); recreating its Kafka client and rejoining the group"
     );
-    close(old).await;
-    loop {
+    let fresh = loop {
         match join(deps) {
-            Ok(consumer) => return Some(consumer),
+            Ok(consumer) => break consumer,
             Err(error) => {
                 tracing::warn!(%error, "could not recreate the Kafka consumer; retrying");
                 tokio::select! {
-                    () = shutdown.cancelled() => return None,
+                    () = shutdown.cancelled() => {
+                        close(old).await;
+                        return None;
+                    }
                     () = tokio::time::sleep(BACKOFF_MAX) => {}
                 }
             }
         }
-    }
+    };
+    close(old).await;
+    Some(fresh)
 }
 
 /// Closes a client (leaves the group: a blocking call) on the blocking pool,

@@ -199,11 +199,13 @@ impl Judge {
         }
     }
 
-    /// After a rejoin: every clock starts again, so the next verdict comes
-    /// `stuck_after` later at the earliest.
-    pub fn restart(&mut self) {
+    /// After a rejoin at `at`: every clock starts again from `at`, so the
+    /// next verdict comes `stuck_after` later at the earliest.
+    pub fn restart(&mut self, at: Instant) {
         self.tracks.clear();
-        self.failing_since = None;
+        if let Some(since) = &mut self.failing_since {
+            *since = at;
+        }
     }
 }
 
@@ -281,7 +283,7 @@ impl Watchdog {
     pub fn rejoined(&mut self) {
         self.task = None;
         self.last_start = None;
-        self.judge.restart();
+        self.judge.restart(Instant::now());
     }
 
     /// Waits for the measurement in flight (it holds the consumer), at most
@@ -333,7 +335,7 @@ mod tests {
         for s in from..=to {
             if judge.observe(secs(start, s), sample).is_some() {
                 stuck.push(s);
-                judge.restart();
+                judge.restart(secs(start, s));
             }
         }
         stuck
@@ -411,7 +413,7 @@ mod tests {
             let flowing = sample(&[(s64 + 3, Some(s64), Some(s64 + 1)), (9, None, None)]);
             if let Some(stuck) = judge.observe(secs(start, s), &flowing) {
                 verdicts.push((s, stuck));
-                judge.restart();
+                judge.restart(secs(start, s));
             }
         }
         assert_eq!(
@@ -457,7 +459,7 @@ mod tests {
                     }
                 );
                 stuck.push(s);
-                judge.restart();
+                judge.restart(secs(start, s));
             }
         }
         assert_eq!(stuck, vec![15, 30, 45, 60, 75, 90, 105, 120]);
@@ -492,7 +494,7 @@ mod tests {
             };
             if verdict.is_some() {
                 stuck.push(s);
-                judge.restart();
+                judge.restart(secs(start, s));
             }
         }
         // Stalled from 0: stuck at 16 (the first sample at or past 15 s),
