@@ -121,9 +121,9 @@ pub async fn run(
         .connect(&services.database_url)
         .await
         .map_err(db_error)?;
-    let redis = redis::Client::open(services.redis_url.as_str())
-        .map_err(|e| redis_error(e.to_string()))?
-        .get_multiplexed_async_connection()
+    // A connection that reconnects: the read-back must survive a Redis
+    // restart during the run (the chaos suite restarts it empty).
+    let redis = crate::redis::connect(&services.redis_url)
         .await
         .map_err(|e| redis_error(e.to_string()))?;
     let stock =

@@ -18,14 +18,14 @@
 //! While it waits for messages, the [`watchdog`] measures the topic and the
 //! group about once a second and judges whether the consumer is stuck (the
 //! group has uncommitted messages and nothing moves, or no measurement
-//! works) for [`ConsumerDeps::stuck_after`]; then the consumer drops its
-//! Kafka client and joins the group again with a new one.
+//! works) for [`ConsumerDeps::stuck_after`]; then the consumer joins the
+//! group again with a new Kafka client and drops the old one.
 
 mod apply;
 mod batch;
 mod group;
 mod lag;
-pub mod watchdog;
+mod watchdog;
 
 pub use self::group::group_lag;
 

@@ -40,11 +40,22 @@
 //!
 //! # Recovery
 //!
-//! See [`super::run`]: log, count [`Metrics::consumer_rejoins`], close the old
-//! client on the blocking pool without waiting for it longer than
-//! [`CLOSE_WAIT`](super::CLOSE_WAIT), create a new client in the same group,
-//! subscribe, go on. Offsets are committed only after MySQL, so whatever the
-//! new member receives again is a no-op.
+//! See [`super::run`]: log the numbers, count [`Metrics::consumer_rejoins`],
+//! create a new client in the same group and subscribe it, then close the
+//! old client on the blocking pool, waiting for it no longer than
+//! [`CLOSE_WAIT`](super::CLOSE_WAIT) (closing with a dead broker can block),
+//! and go on with the new one. Offsets are committed only after MySQL, so
+//! whatever the new member receives again is a no-op.
+//!
+//! The new client joins *before* the old one leaves on purpose. What tansu
+//! 0.6 does when every session of a group expires at once (broker frozen or
+//! cut for longer than the session timeout): the cached group keeps the dead
+//! leader's id, every member that joins afterwards is made a follower of that
+//! leader, and its SyncGroup is answered REBALANCE_IN_PROGRESS forever — a
+//! fresh client alone inherits the same state. Two members joining at the
+//! same time make tansu reload the group from its storage, which drops a
+//! leader that is no longer a member; the next join elects a live one. A
+//! sound coordinator just sees one more rebalance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
