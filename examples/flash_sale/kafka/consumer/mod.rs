@@ -185,11 +185,28 @@ async fn rejoin(
     Some(fresh)
 }
 
-/// Closes a client (leaves the group: a blocking call) on the blocking pool,
-/// waiting at most [`CLOSE_WAIT`]; past that the close goes on alone.
+/// Closes a client (leaves the group: a blocking call) on a thread of its
+/// own, waiting at most [`CLOSE_WAIT`]; past that the close goes on alone.
+///
+/// Not on Tokio's blocking pool: librdkafka's close can block for good (seen
+/// with the mock cluster, inside the rebalance callback of a close), and a
+/// runtime waits for its blocking tasks when it shuts down, so one stuck
+/// close would hang the process's exit. A detached thread does not.
 async fn close(consumer: Arc<StreamConsumer>) {
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
-    if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done.send(());
+        });
+    if let Err(error) = spawned {
+        // No thread to spare: the client is dropped with the closure,
+        // here; nothing else can be done about it.
+        tracing::warn!(%error, "could not start a thread to close the old Kafka client");
+        return;
+    }
+    if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
         tracing::warn!(
             wait = ?CLOSE_WAIT,
             "the old Kafka client is still closing; going on without it"
