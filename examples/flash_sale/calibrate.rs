@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
 
-/// Log entries read per Redis call.
+/// Request ids looked up in MySQL per query.
 const PAGE: usize = 1_000;
 
 /// One SKU's calibration.
@@ -89,23 +89,15 @@ async fn calibrate_sku(
     };
     let mut deductions = Vec::new();
     let mut refunded = HashSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = stock.log(sku, after.as_deref(), PAGE).await?;
-        for entry in &page {
-            match entry.kind {
-                LogKind::Deduction => deductions.push((entry.request_id.clone(), entry.quantity)),
-                LogKind::Refund => {
-                    refunded.insert(entry.request_id.clone());
-                }
-                // A kind this app does not write moves no stock it counts.
-                _ => {}
+    for entry in stock.whole_log(sku).await? {
+        match entry.kind {
+            LogKind::Deduction => deductions.push((entry.request_id, entry.quantity)),
+            LogKind::Refund => {
+                refunded.insert(entry.request_id);
             }
+            // A kind this app does not write moves no stock it counts.
+            _ => {}
         }
-        if page.len() < PAGE {
-            break;
-        }
-        after = page.last().map(|e| e.id.clone());
     }
     let mut decided = HashSet::new();
     for chunk in deductions.chunks(PAGE) {

@@ -16,9 +16,6 @@ use crate::domain::ports::{GrantRecord, Service, Unavailable};
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
 
-/// Log entries read per Redis call.
-const PAGE: usize = 1_000;
-
 /// The grants of every SKU, from Redis and MySQL. Cheap to clone.
 #[derive(Clone)]
 pub struct GrantLog {
@@ -33,25 +30,16 @@ impl GrantLog {
     }
 
     async fn read(&self, sku: u64) -> Result<HashSet<String>, Unavailable> {
-        let mut ids = HashSet::new();
-        let mut after: Option<String> = None;
-        // Bounded: the log holds one entry per grant and refund not yet trimmed.
-        loop {
-            let page = self
-                .stock
-                .log(sku, after.as_deref(), PAGE)
-                .await
-                .map_err(|e| Unavailable::new(Service::Stock, e))?;
-            ids.extend(
-                page.iter()
-                    .filter(|e| e.kind == LogKind::Deduction)
-                    .map(|e| e.request_id.clone()),
-            );
-            if page.len() < PAGE {
-                break;
-            }
-            after = page.last().map(|e| e.id.clone());
-        }
+        let log = self
+            .stock
+            .whole_log(sku)
+            .await
+            .map_err(|e| Unavailable::new(Service::Stock, e))?;
+        let mut ids: HashSet<String> = log
+            .into_iter()
+            .filter(|e| e.kind == LogKind::Deduction)
+            .map(|e| e.request_id)
+            .collect();
         let durable = self
             .store
             .granted_requests(sku)

@@ -38,6 +38,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use seckill::stock_lua::RestoredGrant;
+
 use crate::kafka::client::Kafka;
 use crate::metrics::Metrics;
 use crate::redis::stock::RedisStock;
@@ -168,7 +170,7 @@ impl StockRebuild {
             return Ok(RebuildPass::Intact);
         }
         tracing::warn!(skus = ?missing, "Redis lost the stock of these SKUs; their sale is paused until it is rebuilt from MySQL");
-        let before = self.fingerprint(&missing).await?;
+        let before = fingerprint(&self.durable(&missing).await?);
         let lag = crate::kafka::consumer::group_lag(&self.kafka, &self.group, &self.topic).await?;
         if lag > 0 {
             tracing::info!(
@@ -179,11 +181,11 @@ impl StockRebuild {
         }
         tokio::time::sleep(self.settle).await;
         let lag = crate::kafka::consumer::group_lag(&self.kafka, &self.group, &self.topic).await?;
-        if lag > 0 || self.fingerprint(&missing).await? != before {
+        let durable = self.durable(&missing).await?;
+        if lag > 0 || fingerprint(&durable) != before {
             return Ok(RebuildPass::Waiting(missing));
         }
-        for &sku in &missing {
-            let grants = self.store.durable_grants(sku).await?;
+        for (sku, grants) in durable {
             let Some(unsold) = self.store.units_unsold(sku).await? else {
                 continue;
             };
@@ -200,15 +202,24 @@ impl StockRebuild {
         Ok(RebuildPass::Rebuilt(missing))
     }
 
-    /// Per SKU, the orders and refusals MySQL holds (count and units): a
-    /// change between two reads means something was still in flight.
-    async fn fingerprint(&self, skus: &[u64]) -> Result<BTreeMap<u64, (usize, u64)>, RebuildError> {
-        let mut seen = BTreeMap::new();
+    /// Per SKU, the orders and refusals MySQL holds.
+    async fn durable(
+        &self,
+        skus: &[u64],
+    ) -> Result<BTreeMap<u64, Vec<RestoredGrant>>, RebuildError> {
+        let mut durable = BTreeMap::new();
         for &sku in skus {
-            let grants = self.store.durable_grants(sku).await?;
-            let units = grants.iter().map(|g| g.quantity).sum();
-            seen.insert(sku, (grants.len(), units));
+            durable.insert(sku, self.store.durable_grants(sku).await?);
         }
-        Ok(seen)
+        Ok(durable)
     }
+}
+
+/// Per SKU, how many orders and refusals MySQL holds and their units: a
+/// change between two reads means something was still in flight.
+fn fingerprint(durable: &BTreeMap<u64, Vec<RestoredGrant>>) -> BTreeMap<u64, (usize, u64)> {
+    durable
+        .iter()
+        .map(|(&sku, grants)| (sku, (grants.len(), grants.iter().map(|g| g.quantity).sum())))
+        .collect()
 }

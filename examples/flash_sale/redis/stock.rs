@@ -12,6 +12,9 @@ use crate::domain::ports::{Deduction, Service, StockLedger, Unavailable};
 use crate::domain::purchase::Purchase;
 use crate::domain::request_id::RequestId;
 
+/// Log entries read per Redis call by [`RedisStock::whole_log`].
+pub const LOG_PAGE: usize = 1_000;
+
 /// The stock of every SKU, in one Redis namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStock {
@@ -74,6 +77,26 @@ impl RedisStock {
         self.store
             .deduction_log(&sku.to_string(), after, count)
             .await
+    }
+
+    /// Every entry of `sku`'s deduction log, oldest first, read a page of
+    /// [`LOG_PAGE`] at a time. Bounded: the log holds one entry per grant
+    /// and refund that the reconciler has not yet trimmed.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn whole_log(&self, sku: u64) -> Result<Vec<LogEntry>, Error> {
+        let mut entries: Vec<LogEntry> = Vec::new();
+        loop {
+            let after = entries.last().map(|e| e.id.clone());
+            let page = self.log(sku, after.as_deref(), LOG_PAGE).await?;
+            let last_page = page.len() < LOG_PAGE;
+            entries.extend(page);
+            if last_page {
+                return Ok(entries);
+            }
+        }
     }
 
     /// Drops the entries of `sku`'s deduction log whose id is below

@@ -462,13 +462,25 @@ async fn malformed_input_is_refused() {
         assert_eq!(status, *want, "{name}: {answer}");
         assert!(answer["error"].is_string(), "{name}: {answer}");
     }
+    // A body declared far over the drain limit is refused at once, before
+    // the client sends it (raw TCP: the headers, then read the answer).
+    let answer = raw_exchange(
+        &client.base,
+        &format!(
+            "POST /api/v1/seckill HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            100 << 20
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
     // Nothing was decided, and the service still serves.
     assert_eq!(env.backends.stock.store().stock("1").await.unwrap(), 10);
     assert_eq!(
         running
             .metrics
             .outcome_count(crate::metrics::Outcome::BadRequest),
-        cases.len() as u64
+        cases.len() as u64 + 1
     );
     let (status, body) = client.buy("fine", 1, 1).await;
     assert_eq!(
@@ -502,6 +514,18 @@ async fn malformed_input_is_refused() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     running.shutdown().await;
     env.cleanup().await;
+}
+
+/// Writes `request` to the server at `base` (`http://host:port`) over a
+/// plain TCP connection and reads the answer until the server closes it.
+async fn raw_exchange(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// `--per-user-limit 3`: a buyer may hold three units across requests, no

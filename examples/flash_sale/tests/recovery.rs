@@ -11,27 +11,6 @@ use crate::calibrate::calibrate;
 use crate::domain::ports::GrantRecord;
 use crate::grants::GrantLog;
 
-/// Deletes every Redis key of the test's sale: what a Redis restarted
-/// without persistence looks like to the app.
-async fn wipe_redis(env: &TestEnv) {
-    let mut redis = env.backends.redis.clone();
-    for pattern in ["seckill:{%}:*", "flash-sale:{%}:*"] {
-        let pattern = pattern.replace('%', &env.services.namespace);
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-        }
-    }
-}
-
 async fn orders_of(env: &TestEnv, sku: u64) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE sku_id = ?")
         .bind(sku)
@@ -62,7 +41,8 @@ async fn redis_data_loss_pauses_and_rebuilds(broker: Broker) {
         orders_of(&env, sku).await == 12
     })
     .await;
-    wipe_redis(&env).await;
+    // What a Redis restarted without persistence holds of the sale: nothing.
+    env.delete_redis_keys().await.unwrap();
 
     // Paused, whoever asks, until the rebuild; an unknown SKU stays 404.
     let (status, body) = client.buy("during", 99, sku).await;

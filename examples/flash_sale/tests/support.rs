@@ -190,18 +190,28 @@ impl TestEnv {
                 .execute(&mut conn)
                 .await;
         }
+        let _ = self.delete_redis_keys().await;
+    }
+
+    /// Deletes every Redis key of this test's namespace (what a Redis that
+    /// restarted empty would hold of it: nothing).
+    ///
+    /// # Errors
+    ///
+    /// Redis failed.
+    pub async fn delete_redis_keys(&self) -> Result<(), redis::RedisError> {
         let mut redis = self.backends.redis.clone();
         for pattern in ["seckill:{%}:*", "flash-sale:{%}:*"] {
             let pattern = pattern.replace('%', &self.services.namespace);
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(&pattern)
                 .query_async(&mut redis)
-                .await
-                .unwrap_or_default();
+                .await?;
             if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+                let () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
             }
         }
+        Ok(())
     }
 }
 
