@@ -75,11 +75,13 @@ fn hit(c: &mut Criterion) {
     let cache = Cache::new(
         conn.clone(),
         Options::default().ttl(Duration::from_secs(600)),
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let front = Cache::new(
         conn.clone(),
         Options::default().front_cache(1024, Duration::from_millis(100)),
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     rt.block_on(async {
         cache
             .set(&key, &sku())
@@ -275,7 +277,8 @@ fn stampede(c: &mut Criterion) {
             Options::default()
                 .backfill(mode)
                 .double_delete_delay(Duration::ZERO),
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let db = Db::new();
         let runs = Arc::new(AtomicU64::new(0));
         group.bench_function(name, |b| {

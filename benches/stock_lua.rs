@@ -178,6 +178,8 @@ fn raw_args(ns: &str, id: u64) -> Vec<String> {
         "60000".to_owned(),
         "0".to_owned(),
         "1".to_owned(),
+        // The request fingerprint (ARGV[6]): any value, every id is fresh.
+        "raw".to_owned(),
         SKU.to_owned(),
         "1".to_owned(),
     ]

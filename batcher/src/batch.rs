@@ -106,8 +106,10 @@ impl<T> Batch<T> {
         })
     }
 
-    /// The items as a vector: moved out when this is the only handle (as in
-    /// the failure callback), cloned otherwise.
+    /// The items as a vector: moved out when this is the only handle,
+    /// cloned otherwise (inside the handler the batcher keeps one for
+    /// retries; the failure callback gets the items themselves in a
+    /// [`FailedBatch`](crate::FailedBatch)).
     pub fn into_vec(self) -> Vec<T>
     where
         T: Clone,

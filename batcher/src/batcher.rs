@@ -29,8 +29,9 @@ use crate::stats::Stats;
 /// queued item to the handler (as [`Trigger::Shutdown`](crate::Trigger::Shutdown)
 /// batches, without waiting for `max_delay`) and then end, in the
 /// background. Nothing waits for that: if the runtime stops first, the items
-/// still queued are dropped unhandled and their `submit_and_wait` callers get
-/// [`WaitError::Abandoned`]. Call [`shutdown`](Batcher::shutdown) and await it
+/// still queued are dropped unhandled (counted in
+/// [`Stats::abandoned`](crate::Stats::abandoned)) and their `submit_and_wait`
+/// callers get [`WaitError::Abandoned`]. Call [`shutdown`](Batcher::shutdown) and await it
 /// before the runtime stops to be sure every accepted item was handed over.
 ///
 /// # Examples
@@ -129,8 +130,12 @@ impl<T, E> Batcher<T, E> {
 
     /// A snapshot of the counters, summed over the buckets.
     ///
-    /// `submitted` includes items still queued, so it is exact whenever no
-    /// submit is in progress, and may lag by a few items while submits race.
+    /// Every counter is monotonic: no snapshot, from any clone or thread,
+    /// shows less than one taken before it, even after the runtime stopped.
+    /// `submitted` includes items still queued; it is exact whenever no
+    /// submit is in progress and the workers are idle, and may lag by a few
+    /// items while submits race. In every snapshot
+    /// `submitted >= handled + failed + abandoned`.
     pub fn stats(&self) -> Stats {
         self.inner.shared.stats(&self.inner.senders)
     }

@@ -1,7 +1,7 @@
 //! What travels from the handles to a bucket's worker, and the state both sides share.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -50,6 +50,10 @@ pub(crate) struct Shared {
     running: watch::Sender<usize>,
     /// One set of counters per bucket, written only by that bucket's worker.
     pub(crate) counters: Box<[Arc<BucketCounters>]>,
+    /// The highest `submitted` any snapshot reported, so that none reports
+    /// less later (the live sum may lag while an item moves from the queue
+    /// to the worker's counter).
+    submitted_seen: AtomicU64,
 }
 
 impl Shared {
@@ -58,6 +62,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             running: watch::Sender::new(buckets),
             counters: (0..buckets).map(|_| Arc::default()).collect(),
+            submitted_seen: AtomicU64::new(0),
         }
     }
 
@@ -80,8 +85,14 @@ impl Shared {
     pub(crate) fn stats<T, E>(&self, senders: &[BucketSender<T, E>]) -> Stats {
         let mut stats = Stats::default();
         for (counters, sender) in self.counters.iter().zip(senders) {
-            counters.add_to(&mut stats, sender.queued() as u64);
+            counters.add_to(&mut stats, || sender.queued());
         }
+        // The live sum never overshoots, so the highest one seen is still
+        // a count of accepted items.
+        let seen = self
+            .submitted_seen
+            .fetch_max(stats.submitted, Ordering::AcqRel);
+        stats.submitted = stats.submitted.max(seen);
         stats
     }
 }

@@ -8,34 +8,50 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::batch::Batch;
 use crate::batcher::Batcher;
 use crate::bucket::{BucketSender, Running, Shared};
-use crate::error::{BatchError, BuildError};
+use crate::error::BuildError;
+use crate::failed::FailedBatch;
 use crate::handler::Handler;
 use crate::retry::Retry;
 use crate::worker::{FailureCallback, Settings, Worker};
 
-/// Largest per-bucket capacity Tokio's bounded channel accepts.
-const MAX_CAPACITY: usize = usize::MAX >> 3;
+/// Largest `max_batch_size`: 2^20 items.
+const MAX_BATCH_SIZE: usize = 1 << 20;
+/// Longest `max_delay`: one hour.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Most buckets (each is a task and two channels).
+const MAX_BUCKETS: usize = 1024;
+/// Largest per-bucket capacity: 2^24 items.
+const MAX_CAPACITY: usize = 1 << 24;
+/// Most retries of one batch.
+const MAX_RETRIES: u32 = 100;
+/// Longest wait before the first retry.
+const MAX_INITIAL_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// Configures and builds a [`Batcher`]. Every setting has a default that works.
+/// Configures and builds a [`Batcher`]. Every setting has a default that
+/// works, and a range that [`build`](Builder::build) checks: a value outside
+/// it is a [`BuildError::Invalid`] naming the setting and its range. The
+/// ranges keep every setting from turning into unbounded memory (items held
+/// per bucket) or work (retries, waits).
 ///
-/// | setting | default |
-/// |---|---|
-/// | [`max_batch_size`](Builder::max_batch_size) | 100 |
-/// | [`max_delay`](Builder::max_delay) | 10 ms |
-/// | [`buckets`](Builder::buckets) | 1 |
-/// | [`capacity`](Builder::capacity) | 10 000 items per bucket |
-/// | [`retries`](Builder::retries) | 0 |
-/// | [`backoff`](Builder::backoff) | 10 ms doubling up to 1 s |
-/// | [`on_failure`](Builder::on_failure) | none: failed items are only counted |
+/// | setting | default | range |
+/// |---|---|---|
+/// | [`max_batch_size`](Builder::max_batch_size) | 100 | 1 to 1048576 items |
+/// | [`max_delay`](Builder::max_delay) | 10 ms | 0 to 3600 s |
+/// | [`buckets`](Builder::buckets) | 1 | 1 to 1024 |
+/// | [`capacity`](Builder::capacity) | 10 000 items per bucket | 1 to 16777216 items |
+/// | [`retries`](Builder::retries) | 0 | 0 to 100 |
+/// | [`backoff`](Builder::backoff) | 10 ms doubling up to 1 s | initial 0 to 60 s; max from initial to 600 s |
+/// | [`on_failure`](Builder::on_failure) | none: failed items are only counted | |
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use seckill_batcher::{Batch, Batcher};
+/// use seckill_batcher::{Batch, Batcher, FailedBatch};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -45,7 +61,9 @@ const MAX_CAPACITY: usize = usize::MAX >> 3;
 ///     .buckets(8)
 ///     .capacity(10_000)
 ///     .retries(3)
-///     .on_failure(|batch: Batch<String>, error| eprintln!("{} orders lost: {error}", batch.len()))
+///     .on_failure(|failed: FailedBatch<String, std::io::Error>| {
+///         eprintln!("{} orders lost: {}", failed.len(), failed.error())
+///     })
 ///     .build(|batch: Batch<String>| async move {
 ///         let _ = batch.len(); // write the batch to Kafka here
 ///         Ok::<(), std::io::Error>(())
@@ -96,7 +114,9 @@ where
     T: Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
-    /// A bucket hands its items over as soon as it holds this many (at least 1).
+    /// A bucket hands its items over as soon as it holds this many.
+    ///
+    /// Range: 1 to 1048576 (2^20) items; checked by [`build`](Builder::build).
     pub fn max_batch_size(mut self, items: usize) -> Self {
         self.max_batch_size = items;
         self
@@ -105,24 +125,31 @@ where
     /// A bucket hands its items over once the oldest has waited this long
     /// (like Kafka's `linger.ms`; the clock starts at the first item).
     /// `Duration::ZERO` hands over whatever is there without waiting.
+    ///
+    /// Range: 0 to 3600 s (one hour); checked by [`build`](Builder::build).
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
-    /// Number of independent buckets (at least 1). Each key always maps to
-    /// the same bucket; buckets are handed to the handler in parallel, each
-    /// one batch at a time.
+    /// Number of independent buckets. Each key always maps to the same
+    /// bucket; buckets are handed to the handler in parallel, each one batch
+    /// at a time. Each bucket is one Tokio task.
+    ///
+    /// Range: 1 to 1024; checked by [`build`](Builder::build).
     pub fn buckets(mut self, buckets: usize) -> Self {
         self.buckets = buckets;
         self
     }
 
     /// Items each bucket queues before `submit` waits and `try_submit`
-    /// returns [`Full`](crate::TrySubmitError::Full) (at least 1).
+    /// returns [`Full`](crate::TrySubmitError::Full).
     ///
     /// A bucket holds at most `capacity + max_batch_size` items: the queue,
-    /// plus the batch being collected or handled.
+    /// plus the batch being collected or handled. The queue grows in small
+    /// blocks as items arrive; nothing is reserved up front.
+    ///
+    /// Range: 1 to 16777216 (2^24) items; checked by [`build`](Builder::build).
     pub fn capacity(mut self, items: usize) -> Self {
         self.capacity = items;
         self
@@ -131,6 +158,8 @@ where
     /// How often a failed batch is retried before it goes to the failure
     /// callback. Retrying means the handler may see the same items again, so
     /// it should be idempotent (a Kafka idempotent producer, an upsert).
+    ///
+    /// Range: 0 to 100; checked by [`build`](Builder::build).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retry.retries = retries;
         self
@@ -139,20 +168,29 @@ where
     /// Wait before the first retry, doubled after each further failure up to
     /// `max`. The bucket hands nothing else over meanwhile, which keeps each
     /// key's items in order.
+    ///
+    /// Range: `initial` 0 to 60 s; `max` from `initial` to 600 s; checked by
+    /// [`build`](Builder::build). So a batch spends at most
+    /// `retries × max` (100 × 600 s) waiting.
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.retry.initial_backoff = initial;
         self.retry.max_backoff = max;
         self
     }
 
-    /// Called with each batch that failed its last attempt and the reason, so
-    /// nothing is dropped silently: write it to a dead-letter store, log it,
-    /// or resubmit it. It runs on the bucket's worker, so keep it short
-    /// (spawn a task for slow work). A panic in it is caught and counted in
-    /// [`Stats::panics`](crate::Stats::panics).
+    /// Called with each batch that failed its last attempt, so nothing is
+    /// dropped silently. The [`FailedBatch`] owns the items (take them with
+    /// [`FailedBatch::try_into_items`]) and tells the error, the bucket, the
+    /// trigger and the number of attempts: write them to a dead-letter
+    /// store, log them, or resubmit them. The batch's `submit_and_wait`
+    /// callers get the error after the callback returned.
+    ///
+    /// It runs on the bucket's worker, so keep it short (send the items to a
+    /// channel, or spawn a task for slow work). A panic in it is caught and
+    /// counted in [`Stats::panics`](crate::Stats::panics).
     pub fn on_failure<F>(mut self, callback: F) -> Self
     where
-        F: Fn(Batch<T>, &BatchError<E>) + Send + Sync + 'static,
+        F: Fn(FailedBatch<T, E>) + Send + Sync + 'static,
     {
         self.on_failure = Some(Arc::new(callback));
         self
@@ -163,8 +201,9 @@ where
     ///
     /// # Errors
     ///
-    /// - [`BuildError::Invalid`] when `max_batch_size`, `buckets` or
-    ///   `capacity` is 0, or `capacity` is beyond what Tokio's channel holds.
+    /// - [`BuildError::Invalid`] when a setting is outside its range (see the
+    ///   table above); the error names the setting, its range and the value.
+    ///   Settings are checked before the runtime.
     /// - [`BuildError::NoRuntime`] when called outside a Tokio runtime.
     ///
     /// # Panics
@@ -203,22 +242,67 @@ where
     }
 
     fn validate(&self) -> Result<(), BuildError> {
-        let invalid = |setting, reason| Err(BuildError::Invalid { setting, reason });
-        if self.max_batch_size == 0 {
-            return invalid("max_batch_size", "must be at least 1");
+        check_count("max_batch_size", self.max_batch_size, 1, MAX_BATCH_SIZE)?;
+        check_duration("max_delay", self.max_delay, Duration::ZERO, MAX_DELAY)?;
+        check_count("buckets", self.buckets, 1, MAX_BUCKETS)?;
+        check_count("capacity", self.capacity, 1, MAX_CAPACITY)?;
+        let retries = self.retry.retries;
+        if retries > MAX_RETRIES {
+            return Err(BuildError::Invalid {
+                setting: "retries",
+                range: format!("0 to {MAX_RETRIES}"),
+                got: retries.to_string(),
+            });
         }
-        if self.buckets == 0 {
-            return invalid("buckets", "must be at least 1");
-        }
-        if self.capacity == 0 {
-            return invalid("capacity", "must be at least 1");
-        }
-        if self.capacity > MAX_CAPACITY {
-            return invalid(
-                "capacity",
-                "must be at most usize::MAX >> 3 (Tokio's channel limit)",
-            );
-        }
+        let initial = self.retry.initial_backoff;
+        check_duration(
+            "backoff.initial",
+            initial,
+            Duration::ZERO,
+            MAX_INITIAL_BACKOFF,
+        )?;
+        check_duration("backoff.max", self.retry.max_backoff, initial, MAX_BACKOFF)?;
         Ok(())
+    }
+}
+
+fn check_count(
+    setting: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), BuildError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(BuildError::Invalid {
+        setting,
+        range: format!("{min} to {max}"),
+        got: value.to_string(),
+    })
+}
+
+fn check_duration(
+    setting: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), BuildError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(BuildError::Invalid {
+        setting,
+        range: format!("{} to {}", show(min), show(max)),
+        got: show(value),
+    })
+}
+
+/// A duration as `Debug` shows it (`10ms`, `1.5s`), with zero as `0s`.
+fn show(duration: Duration) -> String {
+    if duration.is_zero() {
+        "0s".to_string()
+    } else {
+        format!("{duration:?}")
     }
 }

@@ -142,13 +142,17 @@ impl<T, E> From<SubmitError<T>> for WaitError<T, E> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// A setting is out of range.
-    #[error("invalid batcher setting `{setting}`: {reason}")]
+    /// A setting is out of its documented range; pass a value inside it.
+    #[error("invalid batcher setting: {setting} must be {range}, got {got}")]
     Invalid {
-        /// The builder method whose value is wrong.
+        /// The setting whose value is wrong, named after its builder method
+        /// (`backoff.initial` and `backoff.max` for the two values of
+        /// [`Builder::backoff`](crate::Builder::backoff)).
         setting: &'static str,
-        /// What the value must be.
-        reason: &'static str,
+        /// The values it accepts, e.g. `1 to 1048576`.
+        range: String,
+        /// The value it was given.
+        got: String,
     },
     /// `build` was called outside a Tokio runtime, so there is nowhere to
     /// run the bucket workers.

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use seckill_batcher::{Batch, Batcher, WaitError};
+//! use seckill_batcher::{Batch, Batcher, FailedBatch, WaitError};
 //!
 //! #[derive(Debug)]
 //! struct Order { sku: u64, user: u64 }
@@ -23,7 +23,7 @@
 //!     .buckets(8)
 //!     .capacity(10_000)
 //!     .retries(3)
-//!     .on_failure(|lost: Batch<Order>, error| eprintln!("dead letter: {lost:?}: {error}"))
+//!     .on_failure(|lost: FailedBatch<Order, std::io::Error>| eprintln!("dead letter: {lost:?}"))
 //!     .build(|orders: Batch<Order>| async move {
 //!         // One Kafka write for the whole batch; orders of one SKU stay in order.
 //!         println!("{} orders", orders.len());
@@ -58,12 +58,15 @@
 //!   wait and [`Batcher::try_submit`] return [`TrySubmitError::Full`] with
 //!   the item; memory per bucket is bounded by `capacity + max_batch_size`.
 //! - **Failures are never silent**: a failing or panicking handler is
-//!   retried with backoff, then the batch goes to the failure callback with
-//!   the error, and every [`Batcher::submit_and_wait`] caller gets it.
+//!   retried with backoff, then the failure callback gets a [`FailedBatch`]
+//!   that owns the items (to dead-letter or resubmit them), with the error
+//!   and the attempt count, and every [`Batcher::submit_and_wait`] caller
+//!   gets the error.
 //! - **Lossless shutdown**: [`Batcher::shutdown`] hands over every accepted
 //!   item exactly once; submits racing with it get their item back.
 //! - **Observable**: [`Batcher::stats`] counts submitted, handled and failed
 //!   items, retries, panics, and batches by [`Trigger`].
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -73,6 +76,7 @@ mod bucket;
 mod builder;
 mod catch_panic;
 mod error;
+mod failed;
 mod handler;
 mod retry;
 mod stats;
@@ -82,10 +86,6 @@ pub use batch::{Batch, Trigger};
 pub use batcher::Batcher;
 pub use builder::Builder;
 pub use error::{BatchError, BuildError, SubmitError, TrySubmitError, WaitError};
+pub use failed::FailedBatch;
 pub use handler::Handler;
 pub use stats::Stats;
-
-/// The README's example is compiled and run as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -6,9 +6,16 @@ use crate::batch::Trigger;
 
 /// A snapshot of a batcher's counters, summed over its buckets.
 ///
-/// Every counter only grows. Items are counted once: `submitted` when
-/// accepted, then `handled` or `failed` when their batch is done, so
-/// `submitted - handled - failed` is the number of items in flight.
+/// Every counter only grows: a later snapshot never shows a smaller value
+/// than an earlier one, whatever happens in between (the runtime stopping
+/// included). Items are counted once: `submitted` when accepted, then
+/// `handled`, `failed` or `abandoned` when they are done, so
+/// [`pending`](Stats::pending) is the number of items still queued or being
+/// handled. In every snapshot `submitted >= handled + failed + abandoned`;
+/// when no submit is in progress and the workers are idle (after
+/// [`Batcher::flush`](crate::Batcher::flush) or
+/// [`Batcher::shutdown`](crate::Batcher::shutdown) returned), `submitted`
+/// is exact and `pending()` is 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -19,6 +26,10 @@ pub struct Stats {
     /// Items whose batch failed after its last retry (and went to the
     /// failure callback).
     pub failed: u64,
+    /// Items accepted but dropped unhandled because the Tokio runtime running
+    /// their worker shut down first (their `submit_and_wait` callers got
+    /// [`WaitError::Abandoned`](crate::WaitError::Abandoned)).
+    pub abandoned: u64,
     /// Handler calls that were retried (one per retry, not per item).
     pub retries: u64,
     /// Handler calls that panicked (each is also a failed attempt).
@@ -34,6 +45,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Items accepted and not yet handled, failed or abandoned: queued, in the
+    /// batch being collected, or in the handler.
+    pub fn pending(&self) -> u64 {
+        self.submitted
+            .saturating_sub(self.handled)
+            .saturating_sub(self.failed)
+            .saturating_sub(self.abandoned)
+    }
+
     /// Batches handed over for any reason.
     pub fn batches(&self) -> u64 {
         self.batches_by_size
@@ -62,6 +82,7 @@ pub(crate) struct BucketCounters {
     received: AtomicU64,
     handled: AtomicU64,
     failed: AtomicU64,
+    abandoned: AtomicU64,
     retries: AtomicU64,
     panics: AtomicU64,
     batches: [AtomicU64; 4],
@@ -80,6 +101,10 @@ impl BucketCounters {
         add(&self.failed, n);
     }
 
+    pub(crate) fn abandoned(&self, n: usize) {
+        add(&self.abandoned, n);
+    }
+
     pub(crate) fn retried(&self) {
         add(&self.retries, 1);
     }
@@ -94,13 +119,22 @@ impl BucketCounters {
         }
     }
 
-    /// Adds this bucket to `stats`; `queued` is the number of items still in
-    /// the bucket's queue (accepted, not yet received by the worker).
-    pub(crate) fn add_to(&self, stats: &mut Stats, queued: u64) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        stats.submitted += get(&self.received) + queued;
+    /// Adds this bucket to `stats`; `queued` reads the number of items still
+    /// in the bucket's queue (accepted, not yet received by the worker).
+    ///
+    /// The order of the reads matters. The worker counts an item `received`
+    /// after taking it off the queue and before counting it handled, failed
+    /// or abandoned (release increments; acquire loads here), so reading the
+    /// outcomes first, then `received`, then the queue never counts an item
+    /// twice and never sees an outcome without its item: the sum may lag
+    /// (an item between queue and counter) but never overshoots.
+    pub(crate) fn add_to(&self, stats: &mut Stats, queued: impl FnOnce() -> usize) {
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
         stats.handled += get(&self.handled);
         stats.failed += get(&self.failed);
+        stats.abandoned += get(&self.abandoned);
+        stats.submitted += get(&self.received);
+        stats.submitted += queued() as u64;
         stats.retries += get(&self.retries);
         stats.panics += get(&self.panics);
         for (trigger, counter) in Trigger::ALL.iter().zip(&self.batches) {
@@ -116,5 +150,5 @@ impl BucketCounters {
 }
 
 fn add(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, Ordering::Relaxed);
+    counter.fetch_add(n as u64, Ordering::Release);
 }

@@ -10,12 +10,13 @@ use crate::batch::{Batch, Trigger};
 use crate::bucket::{Control, Entry, Outcome, Running};
 use crate::catch_panic::catching;
 use crate::error::BatchError;
+use crate::failed::FailedBatch;
 use crate::handler::Handler;
 use crate::retry::Retry;
 use crate::stats::BucketCounters;
 
-/// Called with a batch that failed its last attempt.
-pub(crate) type FailureCallback<T, E> = Arc<dyn Fn(Batch<T>, &BatchError<E>) + Send + Sync>;
+/// Called with a batch that failed its last attempt; it owns the items.
+pub(crate) type FailureCallback<T, E> = Arc<dyn Fn(FailedBatch<T, E>) + Send + Sync>;
 
 /// What every worker of one batcher is configured with.
 pub(crate) struct Settings<T, E> {
@@ -61,6 +62,9 @@ pub(crate) struct Worker<T, H: Handler<T>> {
     /// When items arrived while the handler ran: the start of that call,
     /// an upper bound on how long they have waited already.
     backlog_since: Option<Instant>,
+    /// Items of the batch being handed over right now (0 between batches),
+    /// so that a worker dropped mid-call can count them as abandoned.
+    in_flight: usize,
 }
 
 impl<T, H> Worker<T, H>
@@ -90,6 +94,7 @@ where
             received: Vec::with_capacity(reserve),
             spare: None,
             backlog_since: None,
+            in_flight: 0,
         }
     }
 
@@ -105,7 +110,12 @@ where
                 n = self.items.recv_many(&mut self.received, max) => Event::Received(n),
             };
             match event {
-                Event::Control(None) => self.control_open = false,
+                // Every handle is gone (the control sender lives in them):
+                // no item can come any more, so this is a shutdown.
+                Event::Control(None) => {
+                    self.control_open = false;
+                    break;
+                }
                 Event::Control(Some(Control::Flush(ack))) => self.flush(ack).await,
                 Event::Control(Some(Control::Shutdown)) | Event::Received(0) => break,
                 Event::Received(_) => match self.collect().await {
@@ -163,7 +173,11 @@ where
                 () = &mut timer, if deadline.is_some() => Event::Deadline,
             };
             match event {
-                Event::Control(None) => self.control_open = false,
+                Event::Control(None) => {
+                    // Every handle is gone: hand everything over as a shutdown.
+                    self.control_open = false;
+                    return Collected::Stop;
+                }
                 Event::Control(Some(Control::Flush(ack))) => {
                     self.flush(ack).await;
                     return Collected::Flushed;
@@ -226,37 +240,51 @@ where
         let started = Instant::now();
         let items = self.seal();
         let count = items.len();
+        self.in_flight = count;
         self.counters.batch(trigger);
         match self.attempts(&items, trigger).await {
             Ok(()) => {
                 self.counters.handled(count);
+                self.in_flight = 0;
                 for waiter in self.waiters.drain(..) {
                     // A waiter that stopped waiting needs no answer.
                     let _ = waiter.send(Ok(()));
                 }
+                self.recycle(items);
             }
-            Err(error) => {
+            Err((error, attempts)) => {
                 self.counters.failed(count);
+                self.in_flight = 0;
                 if let Some(on_failure) = &self.settings.on_failure {
-                    let batch = Batch::new(Arc::clone(&items), self.bucket, trigger, 0);
+                    // The batcher lets go of the items: the callback owns them.
+                    let failed =
+                        FailedBatch::new(items, self.bucket, trigger, attempts, error.clone());
                     let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        on_failure(batch, &error)
+                        on_failure(failed)
                     }));
                     if called.is_err() {
                         self.counters.panicked();
                     }
+                } else {
+                    drop(items);
                 }
+                // After the callback, so a waiter that sees the error knows
+                // the batch was dead-lettered already.
                 for waiter in self.waiters.drain(..) {
                     let _ = waiter.send(Err(error.clone()));
                 }
             }
         }
-        self.recycle(items);
         self.backlog_since = (!self.items.is_empty()).then_some(started);
     }
 
-    /// Calls the handler until it succeeds or the retries run out.
-    async fn attempts(&self, items: &Arc<Vec<T>>, trigger: Trigger) -> Outcome<H::Error> {
+    /// Calls the handler until it succeeds or the retries run out; on
+    /// failure, the last error and how many calls were made.
+    async fn attempts(
+        &self,
+        items: &Arc<Vec<T>>,
+        trigger: Trigger,
+    ) -> Result<(), (BatchError<H::Error>, u32)> {
         let retry = self.settings.retry;
         let mut attempt: u32 = 1;
         loop {
@@ -271,7 +299,7 @@ where
                 }
             };
             if attempt > retry.retries {
-                return Err(error);
+                return Err((error, attempt));
             }
             self.counters.retried();
             sleep(retry.backoff(attempt)).await;
@@ -301,6 +329,26 @@ where
         if let Some(vec) = Arc::get_mut(&mut items) {
             vec.clear();
             self.spare = Some(items);
+        }
+    }
+}
+
+impl<T, H: Handler<T>> Drop for Worker<T, H> {
+    /// A worker dropped before it ended (its runtime shut down) counts what
+    /// it still held as abandoned, so that no counter goes backwards: the
+    /// queued items it drains here stay in `submitted`. Their waiters are
+    /// dropped, so `submit_and_wait` callers get `WaitError::Abandoned`.
+    fn drop(&mut self) {
+        self.items.close();
+        let mut queued = 0;
+        while self.items.try_recv().is_ok() {
+            queued += 1;
+        }
+        let unreceived = queued + self.received.len();
+        let lost = unreceived + self.pending.len() + self.in_flight;
+        if lost > 0 {
+            self.counters.received(unreceived);
+            self.counters.abandoned(lost);
         }
     }
 }

@@ -9,18 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Log;
-use seckill_batcher::{Batch, BatchError, Batcher, WaitError};
+use seckill_batcher::{Batch, BatchError, Batcher, FailedBatch, WaitError};
 use tokio::time::Instant;
 
 type Failures = Arc<Mutex<Vec<(Vec<u64>, String)>>>;
 
-fn keep_failures(failures: &Failures) -> impl Fn(Batch<u64>, &BatchError<String>) + use<> {
+fn keep_failures(failures: &Failures) -> impl Fn(FailedBatch<u64, String>) + use<> {
     let failures = failures.clone();
-    move |batch, error| {
-        failures
-            .lock()
-            .unwrap()
-            .push((batch.into_vec(), error.to_string()));
+    move |failed| {
+        let error = failed.error().to_string();
+        let items = failed
+            .try_into_items()
+            .expect("the callback owns the items");
+        failures.lock().unwrap().push((items, error));
     }
 }
 
@@ -179,7 +180,7 @@ async fn a_panicking_handler_fails_its_batch_and_the_batcher_lives_on() {
 async fn panics_outside_the_future_are_caught_too() {
     let batcher = Batcher::builder()
         .max_batch_size(1)
-        .on_failure(|_: Batch<u64>, _: &BatchError<String>| panic!("the dead-letter store is down"))
+        .on_failure(|_: FailedBatch<u64, String>| panic!("the dead-letter store is down"))
         .build(|batch: Batch<u64>| {
             if batch[0] == 1 {
                 panic!("bad input");
@@ -251,4 +252,161 @@ async fn retries_keep_the_buckets_order() {
             (1, vec![4, 5])
         ]
     );
+}
+
+/// An item type that is not `Clone`: the callback can only dead-letter it by
+/// owning it.
+#[derive(Debug, PartialEq, Eq)]
+struct Order(u64);
+
+/// Regression: the failure callback could neither take the items (`into_vec`
+/// was refused there) nor tell the attempt count (`attempt()` read 0).
+/// 2,000 tasks submit 20,000 non-`Clone` items over 4 buckets; every batch
+/// holding a poisoned item fails on all 3 attempts and its items are
+/// dead-lettered into a channel. Each item is handled or dead-lettered
+/// exactly once, with `attempts() == 3`, and each `submit_and_wait` caller
+/// sees the outcome of its own item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_failure_callback_owns_and_dead_letters_every_failed_item_exactly_once() {
+    const TASKS: u64 = 2_000;
+    const PER_TASK: u64 = 10;
+    const ITEMS: u64 = TASKS * PER_TASK;
+    let handled: Arc<Vec<AtomicU32>> = Arc::new((0..ITEMS).map(|_| AtomicU32::new(0)).collect());
+    let seen = handled.clone();
+    let (dead_letters, mut dead_rx) = tokio::sync::mpsc::unbounded_channel();
+    let batcher = Batcher::builder()
+        .max_batch_size(32)
+        .max_delay(Duration::from_millis(1))
+        .buckets(4)
+        .capacity(512)
+        .retries(2)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .on_failure(move |failed: FailedBatch<Order, String>| {
+            let attempts = failed.attempts();
+            let error = failed.error().to_string();
+            let items = failed
+                .try_into_items()
+                .expect("the callback owns the items");
+            dead_letters.send((attempts, error, items)).unwrap();
+        })
+        .build(move |batch: Batch<Order>| {
+            let poisoned = batch.iter().any(|o| o.0 % 97 == 0);
+            if !poisoned {
+                for order in &batch {
+                    seen[order.0 as usize].fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            async move {
+                if poisoned {
+                    Err("poisoned order".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..PER_TASK {
+                    let id = t * PER_TASK + i;
+                    if id.is_multiple_of(2) {
+                        let outcome = batcher.submit_and_wait(&t, Order(id)).await;
+                        outcomes.push((id, outcome.map_err(|e| e.to_string())));
+                    } else {
+                        batcher.submit(&t, Order(id)).await.unwrap();
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut waited = Vec::new();
+    for task in tasks {
+        waited.extend(task.await.unwrap());
+    }
+    batcher.shutdown().await;
+
+    let mut dead = vec![0u32; ITEMS as usize];
+    let mut dead_total = 0u64;
+    while let Ok((attempts, error, items)) = dead_rx.try_recv() {
+        assert_eq!(attempts, 3, "1 call + 2 retries");
+        assert_eq!(
+            error,
+            "the batch handler failed on its last attempt: poisoned order"
+        );
+        assert!(items.iter().any(|o| o.0 % 97 == 0), "{items:?}");
+        for order in items {
+            dead[order.0 as usize] += 1;
+            dead_total += 1;
+        }
+    }
+    for id in 0..ITEMS {
+        let (h, d) = (
+            handled[id as usize].load(Ordering::SeqCst),
+            dead[id as usize],
+        );
+        assert_eq!(
+            h + d,
+            1,
+            "item {id}: handled {h} times, dead-lettered {d} times"
+        );
+        if id % 97 == 0 {
+            assert_eq!(d, 1, "poisoned item {id} was not dead-lettered");
+        }
+    }
+    for (id, outcome) in waited {
+        let was_dead = dead[id as usize] == 1;
+        match outcome {
+            Ok(()) => assert!(!was_dead, "item {id} dead-lettered but its waiter got Ok"),
+            Err(e) => {
+                assert!(was_dead, "item {id}: {e}");
+                assert_eq!(
+                    e,
+                    "the batch handler failed on its last attempt: poisoned order"
+                );
+            }
+        }
+    }
+    let stats = batcher.stats();
+    assert!(dead_total >= ITEMS / 97, "{dead_total}");
+    assert_eq!(stats.failed, dead_total);
+    assert_eq!(stats.handled, ITEMS - dead_total);
+    assert_eq!(stats.submitted, ITEMS);
+    assert_eq!(stats.pending(), 0);
+}
+
+/// A handler that keeps a clone of its batch past its future leaves the
+/// items shared: the callback still reads them, and gets them back in the
+/// error of `try_into_items` instead of losing them.
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_handler_kept_is_still_readable_in_the_callback() {
+    let kept: Arc<Mutex<Vec<Batch<u64>>>> = Arc::default();
+    let keep = kept.clone();
+    type Seen = Vec<(bool, Vec<u64>, u32)>;
+    let got: Arc<Mutex<Seen>> = Arc::default();
+    let record = got.clone();
+    let batcher = Batcher::builder()
+        .max_batch_size(2)
+        .on_failure(move |failed: FailedBatch<u64, String>| {
+            let owned = failed.owns_items();
+            let attempts = failed.attempts();
+            let items = match failed.try_into_items() {
+                Ok(items) => items,
+                Err(failed) => failed.to_vec(),
+            };
+            record.lock().unwrap().push((owned, items, attempts));
+        })
+        .build(move |batch: Batch<u64>| {
+            keep.lock().unwrap().push(batch.clone());
+            async { Err::<(), _>("down".to_string()) }
+        })
+        .unwrap();
+    batcher.submit(&0, 1).await.unwrap();
+    batcher.submit(&0, 2).await.unwrap();
+    batcher.shutdown().await;
+    assert_eq!(*got.lock().unwrap(), [(false, vec![1, 2], 1)]);
+    assert_eq!(&kept.lock().unwrap()[0][..], [1, 2]);
 }

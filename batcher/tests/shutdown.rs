@@ -252,3 +252,72 @@ async fn shutdown_waits_for_retries_in_flight() {
     assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
     assert_eq!(batcher.stats().handled, 1);
 }
+
+/// Regression: batches handed over because every handle was dropped were
+/// labelled `Size` when the queue held more than `max_batch_size` items.
+#[tokio::test(start_paused = true)]
+async fn batches_handed_over_after_the_last_handle_is_dropped_are_shutdown_batches() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let batcher = Batcher::builder()
+        .max_batch_size(4)
+        .max_delay(Duration::from_secs(3600))
+        .capacity(100)
+        .build(move |batch: Batch<u64>| {
+            tx.send((batch.to_vec(), batch.trigger())).unwrap();
+            async { Ok::<(), String>(()) }
+        })
+        .unwrap();
+    // try_submit never yields, so the worker first looks at the queue after
+    // the drop.
+    for i in 0..10 {
+        batcher.try_submit(&0, i).unwrap();
+    }
+    drop(batcher);
+    let mut calls = Vec::new();
+    while let Some(call) = rx.recv().await {
+        calls.push(call);
+    }
+    assert_eq!(
+        calls,
+        [
+            (vec![0, 1, 2, 3], Trigger::Shutdown),
+            (vec![4, 5, 6, 7], Trigger::Shutdown),
+            (vec![8, 9], Trigger::Shutdown)
+        ]
+    );
+}
+
+/// Dropped while a batch is being collected (the worker is waiting for
+/// `max_delay` with some items): the rest is handed over as shutdown
+/// batches at once, without waiting for the timer.
+#[tokio::test(start_paused = true)]
+async fn dropping_while_collecting_hands_over_at_once_as_shutdown() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let batcher = Batcher::builder()
+        .max_batch_size(3)
+        .max_delay(Duration::from_secs(3600))
+        .build(move |batch: Batch<u64>| {
+            tx.send((batch.to_vec(), batch.trigger())).unwrap();
+            async { Ok::<(), String>(()) }
+        })
+        .unwrap();
+    batcher.submit(&0, 0).await.unwrap();
+    tokio::task::yield_now().await; // the worker takes item 0 and starts its timer
+    for i in 1..5 {
+        batcher.try_submit(&0, i).unwrap();
+    }
+    let start = tokio::time::Instant::now();
+    drop(batcher);
+    let mut calls = Vec::new();
+    while let Some(call) = rx.recv().await {
+        calls.push(call);
+    }
+    assert_eq!(tokio::time::Instant::now(), start);
+    assert_eq!(
+        calls,
+        [
+            (vec![0, 1, 2], Trigger::Shutdown),
+            (vec![3, 4], Trigger::Shutdown)
+        ]
+    );
+}

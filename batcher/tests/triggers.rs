@@ -192,16 +192,52 @@ async fn zero_max_delay_hands_over_what_is_there() {
 
 #[tokio::test]
 async fn invalid_settings_are_reported() {
-    let zero = |b: seckill_batcher::Builder<u64, String>| b.build(|_: Batch<u64>| async { Ok(()) });
-    let err = zero(Batcher::builder().max_batch_size(0)).unwrap_err();
-    assert!(matches!(
-        err,
-        BuildError::Invalid {
-            setting: "max_batch_size",
-            ..
-        }
-    ));
-    let err = zero(Batcher::builder().buckets(0)).unwrap_err();
+    let build = |b: seckill_batcher::Builder<u64, String>| {
+        b.build(|_: Batch<u64>| async { Ok(()) })
+            .unwrap_err()
+            .to_string()
+    };
+    let cases = [
+        (
+            build(Batcher::builder().max_batch_size(0)),
+            "max_batch_size must be 1 to 1048576, got 0",
+        ),
+        (
+            build(Batcher::builder().buckets(0)),
+            "buckets must be 1 to 1024, got 0",
+        ),
+        (
+            build(Batcher::builder().capacity(0)),
+            "capacity must be 1 to 16777216, got 0",
+        ),
+        (
+            build(Batcher::builder().capacity(usize::MAX)),
+            &format!("capacity must be 1 to 16777216, got {}", usize::MAX),
+        ),
+        (
+            build(Batcher::builder().max_delay(Duration::MAX)),
+            "max_delay must be 0s to 3600s, got 18446744073709551615.999999999s",
+        ),
+        (
+            build(Batcher::builder().retries(101)),
+            "retries must be 0 to 100, got 101",
+        ),
+        (
+            build(Batcher::builder().backoff(Duration::MAX, Duration::MAX)),
+            "backoff.initial must be 0s to 60s, got 18446744073709551615.999999999s",
+        ),
+        (
+            build(Batcher::builder().backoff(Duration::from_millis(10), Duration::from_millis(5))),
+            "backoff.max must be 10ms to 600s, got 5ms",
+        ),
+    ];
+    for (got, expected) in cases {
+        assert_eq!(got, format!("invalid batcher setting: {expected}"));
+    }
+    let err = Batcher::<u64, String>::builder()
+        .buckets(1025)
+        .build(|_: Batch<u64>| async { Ok(()) })
+        .unwrap_err();
     assert!(matches!(
         err,
         BuildError::Invalid {
@@ -209,23 +245,38 @@ async fn invalid_settings_are_reported() {
             ..
         }
     ));
-    let err = zero(Batcher::builder().capacity(0)).unwrap_err();
-    assert!(matches!(
-        err,
-        BuildError::Invalid {
-            setting: "capacity",
-            ..
-        }
-    ));
-    let err = zero(Batcher::builder().capacity(usize::MAX)).unwrap_err();
-    assert!(matches!(
-        err,
-        BuildError::Invalid {
-            setting: "capacity",
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("capacity"));
+}
+
+/// The largest values of every range are accepted, and `Duration::MAX`-like
+/// extremes inside them never overflow an `Instant` addition.
+#[tokio::test(start_paused = true)]
+async fn the_edges_of_every_range_are_accepted() {
+    let batcher = Batcher::builder()
+        .max_batch_size(1 << 20)
+        .max_delay(Duration::from_secs(3600))
+        .buckets(1024)
+        .capacity(1 << 24)
+        .retries(100)
+        .backoff(Duration::from_secs(60), Duration::from_secs(600))
+        .build(|_: Batch<u64>| async { Ok::<(), String>(()) })
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    batcher.submit_and_wait(&1, 1).await.unwrap();
+    assert_eq!(
+        tokio::time::Instant::now() - start,
+        Duration::from_secs(3600)
+    );
+    batcher.shutdown().await;
+    assert_eq!(batcher.stats().handled, 1);
+    let zero = Batcher::builder()
+        .max_batch_size(1)
+        .max_delay(Duration::ZERO)
+        .retries(0)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .build(|_: Batch<u64>| async { Ok::<(), String>(()) })
+        .unwrap();
+    zero.submit_and_wait(&1, 1).await.unwrap();
+    zero.shutdown().await;
 }
 
 #[test]

@@ -56,7 +56,15 @@ macro_rules! delegate_backend {
             }
 
             async fn del_if_equal(&self, key: &str, expected: &[u8]) -> Result<bool, RedisError> {
-                del_if_equal(self, key, expected).await
+                del_if_equal(self, key, expected, false).await
+            }
+
+            async fn del_if_persistent(
+                &self,
+                key: &str,
+                expected: &[u8],
+            ) -> Result<bool, RedisError> {
+                del_if_equal(self, key, expected, true).await
             }
         }
     };
@@ -115,7 +123,7 @@ pub trait Backend: sealed::Sealed + Clone + Send + Sync + 'static {
     fn del(&self, key: &str) -> impl Future<Output = Result<(), RedisError>> + Send;
 
     /// The key's bytes, or `None` after storing `marker` for `ttl_ms`
-    /// because the key was absent (the lease is the caller's).
+    /// because the key held nothing usable (the lease is the caller's).
     fn take_lease(
         &self,
         key: &str,
@@ -135,6 +143,14 @@ pub trait Backend: sealed::Sealed + Clone + Send + Sync + 'static {
 
     /// Deletes the key only if it still holds `expected`; whether it did.
     fn del_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> impl Future<Output = Result<bool, RedisError>> + Send;
+
+    /// Deletes the key only if it still holds `expected` and has no TTL (a
+    /// lease-shaped entry this crate did not write); whether it did.
+    fn del_if_persistent(
         &self,
         key: &str,
         expected: &[u8],

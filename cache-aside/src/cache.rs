@@ -14,13 +14,13 @@ use crate::backend::Backend;
 use crate::bounded::bounded;
 use crate::codec::{Codec, Json};
 use crate::entry::{self, Cached, Entry};
-use crate::error::{Error, RedisError};
+use crate::error::{ConfigError, Error, RedisError};
 use crate::front::Front;
 use crate::jitter::jittered_millis;
 use crate::load::Load;
 use crate::options::{OnRedisError, Options};
 use crate::second_delete::SecondDeletes;
-use crate::shared::{FlightError, Shared};
+use crate::shared::{FlightError, Flown, Shared};
 use crate::stats::{Counters, Stats, bump};
 
 /// Cache-aside over Redis: read through with one load per key, write back
@@ -53,7 +53,7 @@ use crate::stats::{Counters, Stats, bump};
 ///         .jitter(0.1)
 ///         .not_found_ttl(Duration::from_secs(30))
 ///         .double_delete_delay(Duration::from_millis(500)),
-/// );
+/// )?;
 /// let sku: Option<Sku> = cache.get_or_load("sku:7", || load_from_db(7)).await?;
 /// # Ok(()) }
 /// ```
@@ -65,7 +65,7 @@ pub(crate) struct Inner<B, C> {
     pub(crate) backend: B,
     pub(crate) codec: C,
     pub(crate) options: Options,
-    pub(crate) flights: Group<String, Shared, FlightError>,
+    pub(crate) flights: Group<String, Flown, FlightError>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) front: Option<Front>,
     pub(crate) deletes: Arc<SecondDeletes>,
@@ -91,10 +91,15 @@ impl<B, C> fmt::Debug for Cache<B, C> {
 impl<B: Backend> Cache<B, Json> {
     /// A cache on `conn` storing JSON.
     ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when a setting of `options` is outside its
+    /// documented range (see [`Options`]).
+    ///
     /// # Examples
     ///
     /// See [`Cache`].
-    pub fn new(conn: B, options: Options) -> Self {
+    pub fn new(conn: B, options: Options) -> Result<Self, ConfigError> {
         Self::with_codec(conn, options, Json)
     }
 }
@@ -111,13 +116,19 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// let conn = redis::Client::open("redis://127.0.0.1:6379")?
     ///     .get_multiplexed_async_connection()
     ///     .await?;
-    /// let cache = Cache::with_codec(conn, Options::default(), Postcard);
+    /// let cache = Cache::with_codec(conn, Options::default(), Postcard)?;
     /// # Ok(()) }
     /// ```
-    pub fn with_codec(conn: B, options: Options, codec: C) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when a setting of `options` is outside its
+    /// documented range (see [`Options`]).
+    pub fn with_codec(conn: B, options: Options, codec: C) -> Result<Self, ConfigError> {
+        options.validate()?;
         let counters = Arc::new(Counters::default());
         let front = options.front.map(|f| Front::new(f.capacity, f.ttl));
-        Cache {
+        Ok(Cache {
             inner: Arc::new(Inner {
                 backend: conn,
                 codec,
@@ -127,7 +138,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
                 counters,
                 front,
             }),
-        }
+        })
     }
 
     /// The cached value of `key`, or the loader's answer on a miss.
@@ -139,6 +150,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// [`Backfill::Lease`](crate::Backfill::Lease) mode, one among all
     /// processes. The result is written back with a jittered TTL, as the
     /// [`Backfill`](crate::Backfill) mode says.
+    ///
+    /// In lease mode, a caller that joined a load whose fill was then
+    /// refused (a writer invalidated or set the key meanwhile), and whose
+    /// own call began after that load did, reads once more instead of
+    /// answering the possibly older value: no call that begins after an
+    /// `invalidate` returned answers the row from before it.
     ///
     /// When Redis fails or times out, the loader answers instead
     /// (degraded mode, counted), unless [`OnRedisError::Fail`] is chosen.
@@ -170,6 +187,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         Fut: Future<Output = Result<Option<V>, E>>,
     {
         let inner = &*self.inner;
+        let started = tokio::time::Instant::now();
         if let Some(front) = &inner.front
             && let Some(shared) = front.get(key)
         {
@@ -218,49 +236,79 @@ impl<B: Backend, C: Codec> Cache<B, C> {
             },
         }
         bump(&inner.counters.misses);
-        self.load_shared(key, &read_key, degraded, load).await
+        self.load_shared(key, &read_key, degraded, started, load)
+            .await
     }
 
     /// Runs the flight for `key` and turns its outcome into this caller's
     /// answer.
+    ///
+    /// A waiter (a caller whose loader did not run) that joined a lease-mode
+    /// flight whose fill was refused, and whose own read started after that
+    /// flight did, may have started after the write that revoked the lease:
+    /// it runs one more flight (its loader is still unused) instead of
+    /// answering the possibly older entry. One retry at most, so the work
+    /// stays bounded.
     async fn load_shared<F: Load>(
         &self,
         key: &str,
         read_key: &str,
         degraded: bool,
+        started: tokio::time::Instant,
         load: F,
     ) -> Result<Option<F::Value>, Error<F::Error>> {
-        // The caller whose loader runs keeps its own value: no decode.
-        let mut mine = None;
-        let outcome = self
-            .inner
-            .flights
-            .run(key.to_owned(), || {
-                self.fill(read_key, degraded, load, &mut mine)
-            })
-            .await;
-        match outcome {
-            Ok(shared) => {
-                if let Some(front) = &self.inner.front {
-                    front.insert(key, shared.clone());
+        let mut load = Some(load);
+        let mut retried = false;
+        loop {
+            // The caller whose loader runs keeps its own value: no decode.
+            let mut mine = None;
+            let (slot, loader) = (&mut mine, &mut load);
+            let outcome = self
+                .inner
+                .flights
+                .run(key.to_owned(), move || async move {
+                    match loader.take() {
+                        Some(load) => self.fill(read_key, degraded, load, slot).await,
+                        // Never reached: the group runs a caller's closure once.
+                        None => Err(FlightError::Redis(RedisError::Reply(
+                            "internal: loader already used".into(),
+                        ))),
+                    }
+                })
+                .await;
+            match outcome {
+                Ok(flown) => {
+                    if let Some(revoked_since) = flown.revoked_since {
+                        if load.is_some() && !retried && started >= revoked_since {
+                            retried = true;
+                            continue;
+                        }
+                    } else if let Some(front) = &self.inner.front {
+                        front.insert(key, flown.entry.clone());
+                    }
+                    return match mine {
+                        Some(value) => Ok(value),
+                        None => self.decode(&flown.entry).map_err(Error::Codec),
+                    };
                 }
-                match mine {
-                    Some(value) => Ok(value),
-                    None => self.decode(&shared).map_err(Error::Codec),
-                }
+                Err(error) => return Err(Self::flight_error(error)),
             }
-            Err(FlightFailure::Failed(FlightError::Load(any))) => {
-                match any.downcast::<F::Error>() {
-                    Ok(error) => Err(Error::Load(error)),
-                    Err(_) => Err(Error::LoadFailedElsewhere),
-                }
+        }
+    }
+
+    /// A failed flight as this caller's error.
+    fn flight_error<E: Send + Sync + 'static>(failure: FlightFailure<FlightError>) -> Error<E> {
+        match failure {
+            FlightFailure::Failed(FlightError::Load(any)) => match any.downcast::<E>() {
+                Ok(error) => Error::Load(error),
+                Err(_) => Error::LoadFailedElsewhere,
+            },
+            FlightFailure::Failed(FlightError::Redis(error)) => Error::Redis(error),
+            FlightFailure::Failed(FlightError::Codec(error)) => Error::Codec(error),
+            FlightFailure::Failed(FlightError::LeaseBusy(retry_after)) => {
+                Error::LeaseBusy { retry_after }
             }
-            Err(FlightFailure::Failed(FlightError::Redis(error))) => Err(Error::Redis(error)),
-            Err(FlightFailure::Failed(FlightError::Codec(error))) => Err(Error::Codec(error)),
-            Err(FlightFailure::Failed(FlightError::LeaseBusy(retry_after))) => {
-                Err(Error::LeaseBusy { retry_after })
-            }
-            Err(_) => Err(Error::LoadPanicked),
+            _ => Error::LoadPanicked,
         }
     }
 

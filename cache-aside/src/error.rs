@@ -1,5 +1,6 @@
 //! Errors: [`Error`] for the cache's operations, [`RedisError`] for a failed
-//! Redis call, [`CodecError`] for a value that could not be (de)serialized.
+//! Redis call, [`CodecError`] for a value that could not be (de)serialized,
+//! [`ConfigError`] for an [`Options`](crate::Options) value out of its range.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -127,4 +128,23 @@ impl CodecError {
             source: Arc::new(error),
         }
     }
+}
+
+/// An [`Options`](crate::Options) value outside its documented range,
+/// returned by [`Cache::new`](crate::Cache::new) and
+/// [`Options::validate`](crate::Options::validate).
+///
+/// Its message names the field, the valid range and the value given, for
+/// example `ttl must be 1 ms to 365 days, got 0ns`: fix that setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be {range}, got {got}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The setting, as its [`Options`](crate::Options) method is named
+    /// (`front_cache.ttl` for an argument of a method with two).
+    pub field: &'static str,
+    /// The valid range, in words.
+    pub range: &'static str,
+    /// The value given.
+    pub got: String,
 }

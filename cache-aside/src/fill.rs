@@ -15,7 +15,7 @@ use crate::jitter::jittered_millis;
 use crate::lease::{LeaseGuard, new_marker};
 use crate::load::Load;
 use crate::options::{Backfill, OnRedisError};
-use crate::shared::{FlightError, Shared};
+use crate::shared::{FlightError, Flown, Shared};
 use crate::stats::bump;
 
 /// First pause while polling another process's lease; doubles up to
@@ -34,13 +34,16 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         degraded: bool,
         load: F,
         slot: &mut Slot<F::Value>,
-    ) -> Result<Shared, FlightError> {
+    ) -> Result<Flown, FlightError> {
         if degraded {
-            return self.run_loader(load, slot).await;
+            return self.run_loader(load, slot).await.map(Flown::fresh);
         }
         match self.inner.options.backfill {
             Backfill::Lease => self.fill_under_lease(read_key, load, slot).await,
-            _ => self.fill_set_nx(read_key, load, slot).await,
+            _ => self
+                .fill_set_nx(read_key, load, slot)
+                .await
+                .map(Flown::fresh),
         }
     }
 
@@ -80,9 +83,10 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         read_key: &str,
         load: F,
         slot: &mut Slot<F::Value>,
-    ) -> Result<Shared, FlightError> {
+    ) -> Result<Flown, FlightError> {
         let inner = &*self.inner;
         let options = &inner.options;
+        let started = Instant::now();
         let marker = new_marker();
         let lease_ms = u64::try_from(options.lease_ttl.as_millis()).unwrap_or(u64::MAX);
         let deadline = Instant::now() + options.lease_wait;
@@ -93,8 +97,17 @@ impl<B: Backend, C: Codec> Cache<B, C> {
                 .redis(inner.backend.take_lease(read_key, &marker, lease_ms))
                 .await
             {
-                Err(error) => return self.without_redis(error, load, slot).await,
-                Ok(None) => return self.load_under_lease(read_key, &marker, load, slot).await,
+                Err(error) => {
+                    return self
+                        .without_redis(error, load, slot)
+                        .await
+                        .map(Flown::fresh);
+                }
+                Ok(None) => {
+                    return self
+                        .load_under_lease(read_key, &marker, started, load, slot)
+                        .await;
+                }
                 Ok(Some(bytes)) => bytes,
             };
             match Entry::parse(&seen) {
@@ -102,7 +115,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
                 Entry::Unreadable => self.drop_unreadable(read_key, &seen).await,
                 Entry::Value(_) | Entry::NotFound => {
                     if let Some(shared) = Shared::from_read(seen) {
-                        return Ok(shared);
+                        return Ok(Flown::fresh(shared));
                     }
                     continue;
                 }
@@ -125,9 +138,10 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         &self,
         read_key: &str,
         marker: &[u8],
+        started: Instant,
         load: F,
         slot: &mut Slot<F::Value>,
-    ) -> Result<Shared, FlightError> {
+    ) -> Result<Flown, FlightError> {
         let inner = &*self.inner;
         // Gives the lease back if the load is cancelled or panics.
         let guard = LeaseGuard::new(
@@ -153,11 +167,15 @@ impl<B: Backend, C: Codec> Cache<B, C> {
                 .await
                 .map(|_| true),
         };
-        if let Ok(false) = outcome {
+        let revoked = matches!(outcome, Ok(false));
+        if revoked {
             bump(&inner.counters.fills_refused);
         }
         guard.disarm();
-        loaded
+        loaded.map(|entry| Flown {
+            entry,
+            revoked_since: revoked.then_some(started),
+        })
     }
 
     /// Redis failed inside the flight: load without it, or fail, as
@@ -206,13 +224,23 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         }
     }
 
-    /// A usable entry from the bytes read; unreadable bytes are deleted.
+    /// A usable entry from the bytes read; unreadable bytes are deleted, and
+    /// so is a lease-shaped entry without a TTL (this crate never writes
+    /// one; left in place, it would refuse every `SET NX` forever).
     async fn usable(&self, read_key: &str, bytes: Vec<u8>) -> Option<Shared> {
-        if Entry::parse(&bytes) == Entry::Unreadable {
-            self.drop_unreadable(read_key, &bytes).await;
-            return None;
+        match Entry::parse(&bytes) {
+            Entry::Unreadable => {
+                self.drop_unreadable(read_key, &bytes).await;
+                None
+            }
+            Entry::Lease => {
+                let _ = self
+                    .redis(self.inner.backend.del_if_persistent(read_key, &bytes))
+                    .await;
+                None
+            }
+            Entry::Value(_) | Entry::NotFound => Shared::from_read(bytes),
         }
-        Shared::from_read(bytes)
     }
 
     /// A jittered TTL for the entry, in milliseconds.

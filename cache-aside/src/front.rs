@@ -1,8 +1,10 @@
 //! The optional bounded in-process front cache for hot keys.
 //!
 //! Holds the encoded entries (not typed values), each for a short TTL. When
-//! full it first drops expired entries, then an arbitrary one: hot keys are
-//! re-inserted on their next read anyway, and the TTL bounds staleness.
+//! full it drops expired entries (a full sweep, at most once per TTL, so the
+//! work per insert stays O(1) amortized even at the largest capacity), else
+//! an arbitrary one: hot keys are re-inserted on their next read anyway, and
+//! the TTL bounds staleness.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -16,6 +18,8 @@ pub(crate) struct Front {
     capacity: usize,
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Shared)>>,
+    /// No sweep for expired entries before this instant.
+    next_sweep: Mutex<Instant>,
 }
 
 impl Front {
@@ -24,6 +28,7 @@ impl Front {
             capacity,
             ttl,
             entries: Mutex::new(HashMap::new()),
+            next_sweep: Mutex::new(Instant::now()),
         }
     }
 
@@ -40,7 +45,15 @@ impl Front {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(key) {
             let now = Instant::now();
-            entries.retain(|_, (at, _)| now < *at);
+            let mut next_sweep = self
+                .next_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if now >= *next_sweep {
+                entries.retain(|_, (at, _)| now < *at);
+                *next_sweep = now + self.ttl;
+            }
+            drop(next_sweep);
             if entries.len() >= self.capacity
                 && let Some(victim) = entries.keys().next().cloned()
             {

@@ -8,19 +8,17 @@ use rand::Rng;
 /// Largest jitter accepted: a TTL never drops to zero.
 pub(crate) const MAX_JITTER: f64 = 0.99;
 
-/// Clamps a user's jitter into `[0, MAX_JITTER]` (NaN becomes 0).
-pub(crate) fn clamp(jitter: f64) -> f64 {
-    if jitter.is_nan() {
+/// `base` scaled by a factor drawn uniformly from `[1−jitter, 1+jitter]`,
+/// in whole milliseconds, at least 1 ms. Options are validated (base at most
+/// a year, jitter in `[0, MAX_JITTER]`); the clamps here only keep the
+/// arithmetic finite whatever the input.
+pub(crate) fn jittered_millis(base: Duration, jitter: f64) -> u64 {
+    let base_ms = base.as_millis().min(u128::from(u64::MAX / 4)) as f64;
+    let jitter = if jitter.is_nan() {
         0.0
     } else {
         jitter.clamp(0.0, MAX_JITTER)
-    }
-}
-
-/// `base` scaled by a factor drawn uniformly from `[1−jitter, 1+jitter]`,
-/// in whole milliseconds, at least 1 ms.
-pub(crate) fn jittered_millis(base: Duration, jitter: f64) -> u64 {
-    let base_ms = base.as_millis().min(u128::from(u64::MAX / 4)) as f64;
+    };
     let factor = if jitter > 0.0 {
         1.0 + rand::rng().random_range(-jitter..=jitter)
     } else {
@@ -50,8 +48,10 @@ mod tests {
     fn no_jitter_is_exact_and_never_zero() {
         assert_eq!(jittered_millis(Duration::from_secs(3), 0.0), 3000);
         assert_eq!(jittered_millis(Duration::ZERO, 0.5), 1);
-        assert_eq!(clamp(f64::NAN), 0.0);
-        assert_eq!(clamp(5.0), MAX_JITTER);
-        assert_eq!(clamp(-1.0), 0.0);
+        assert_eq!(jittered_millis(Duration::from_secs(3), f64::NAN), 3000);
+        assert_eq!(jittered_millis(Duration::from_secs(3), -1.0), 3000);
+        let wide = jittered_millis(Duration::from_secs(3), 5.0);
+        assert!((30..=5970).contains(&wide), "{wide}");
+        assert!(jittered_millis(Duration::MAX, 0.99) < i64::MAX as u64);
     }
 }

@@ -29,7 +29,7 @@
 //!         .not_found_ttl(Duration::from_secs(30))
 //!         .double_delete_delay(Duration::from_millis(500))
 //!         .backfill(Backfill::Lease),
-//! );
+//! )?;
 //! let sku: Option<Sku> = cache.get_or_load("sku:7", || load_from_db(7)).await?;
 //! cache.write_through("sku:7", || update_db(7)).await?; // DB write, then delete twice
 //! println!("{:?}", cache.stats());
@@ -59,6 +59,7 @@
 //! Features: `redis` (default; redis-rs `ConnectionManager` and
 //! `MultiplexedConnection`), `fred` (fred `Client` and `Pool`), `postcard`
 //! (the `Postcard` binary codec; JSON is the default).
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -84,6 +85,6 @@ pub use cache::Cache;
 pub use codec::Postcard;
 pub use codec::{Codec, Json};
 pub use entry::Cached;
-pub use error::{CodecError, Error, RedisError};
+pub use error::{CodecError, ConfigError, Error, RedisError};
 pub use options::{Backfill, DeleteFailure, OnRedisError, Options};
 pub use stats::Stats;

@@ -4,8 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::RedisError;
-use crate::jitter;
+use crate::error::{ConfigError, RedisError};
 
 /// How a loaded value is written back to Redis after a miss.
 ///
@@ -18,6 +17,14 @@ use crate::jitter;
 /// | cost of a miss | one `SET NX` | two small Lua calls; waiters poll |
 ///
 /// A hit costs one `GET` in both modes.
+///
+/// How long a stale value can be served after a write (database update,
+/// then [`invalidate`](crate::Cache::invalidate)): in `Lease` mode, not at
+/// all once the first delete has returned (a caller that joined a load of
+/// the old row reads again); in `SetNx` mode, until the second delete, plus
+/// the loads in flight at that moment (a load slower than
+/// [`Options::double_delete_delay`] leaves its stale value for its TTL).
+/// `tests/stale_window.rs` measures both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backfill {
@@ -72,6 +79,28 @@ pub(crate) struct FrontCache {
 
 /// Settings of a [`Cache`](crate::Cache); build with the chained setters.
 ///
+/// Setters only record values; [`Cache::new`](crate::Cache::new) (or
+/// [`Options::validate`]) checks each against the range its setter
+/// documents and rejects the first one outside it with a [`ConfigError`]
+/// naming the field. Every key the cache writes gets a TTL within these
+/// ranges, so no setting makes a key permanent.
+///
+/// | setting | valid range | default |
+/// |---|---|---|
+/// | [`ttl`](Options::ttl) | 1 ms to 365 days | 5 min |
+/// | [`jitter`](Options::jitter) | 0.0 to 0.99 | 0.1 |
+/// | [`not_found_ttl`](Options::not_found_ttl) | 1 ms to 365 days | 30 s |
+/// | [`double_delete_delay`](Options::double_delete_delay) | 0 (off) to 1 hour | 500 ms |
+/// | [`lease_ttl`](Options::lease_ttl) | 1 ms to 10 minutes | 3 s |
+/// | [`lease_wait`](Options::lease_wait) | 0 to 60 s | 1 s |
+/// | [`redis_timeout`](Options::redis_timeout) | 1 ms to 60 s | 1 s |
+/// | [`front_cache`](Options::front_cache) capacity | 1 to 1,048,576 entries | off |
+/// | [`front_cache`](Options::front_cache) ttl | 1 ms to 1 hour | off |
+/// | [`replicas`](Options::replicas) | 1 to 64 | 1 |
+/// | [`delete_retries`](Options::delete_retries) retries | 0 to 20 | 5 |
+/// | [`delete_retries`](Options::delete_retries) backoff | 1 ms to 60 s | 100 ms |
+/// | [`max_pending_deletes`](Options::max_pending_deletes) | 1 to 10,000,000 | 100,000 |
+///
 /// # Examples
 ///
 /// ```
@@ -101,6 +130,7 @@ pub struct Options {
     pub(crate) replicas: u32,
     pub(crate) delete_retries: u32,
     pub(crate) delete_backoff: Duration,
+    pub(crate) max_pending_deletes: u64,
     pub(crate) on_delete_failure: Option<FailureHook>,
 }
 
@@ -124,6 +154,7 @@ impl Default for Options {
             replicas: 1,
             delete_retries: 5,
             delete_backoff: Duration::from_millis(100),
+            max_pending_deletes: 100_000,
             on_delete_failure: None,
         }
     }
@@ -145,29 +176,78 @@ impl fmt::Debug for Options {
             .field("replicas", &self.replicas)
             .field("delete_retries", &self.delete_retries)
             .field("delete_backoff", &self.delete_backoff)
+            .field("max_pending_deletes", &self.max_pending_deletes)
             .field("on_delete_failure", &self.on_delete_failure.is_some())
             .finish()
+    }
+}
+
+/// Valid ranges, shared by the setters' docs, [`Options::validate`] and the README.
+pub(crate) mod range {
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+    const MINUTE: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(3600);
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    pub(crate) const TTL: (Duration, Duration, &str) = (MS, YEAR, "1 ms to 365 days");
+    pub(crate) const JITTER: (f64, f64, &str) = (0.0, crate::jitter::MAX_JITTER, "0.0 to 0.99");
+    pub(crate) const DOUBLE_DELETE_DELAY: (Duration, Duration, &str) =
+        (Duration::ZERO, HOUR, "0 (off) to 1 hour");
+    pub(crate) const LEASE_TTL: (Duration, Duration, &str) =
+        (MS, Duration::from_secs(600), "1 ms to 10 minutes");
+    pub(crate) const LEASE_WAIT: (Duration, Duration, &str) = (Duration::ZERO, MINUTE, "0 to 60 s");
+    pub(crate) const REDIS_TIMEOUT: (Duration, Duration, &str) = (MS, MINUTE, "1 ms to 60 s");
+    pub(crate) const FRONT_CAPACITY: (usize, usize, &str) = (1, 1 << 20, "1 to 1048576");
+    pub(crate) const FRONT_TTL: (Duration, Duration, &str) = (MS, HOUR, "1 ms to 1 hour");
+    pub(crate) const REPLICAS: (u32, u32, &str) = (1, 64, "1 to 64");
+    pub(crate) const DELETE_RETRIES: (u32, u32, &str) = (0, 20, "0 to 20");
+    pub(crate) const DELETE_BACKOFF: (Duration, Duration, &str) = (MS, MINUTE, "1 ms to 60 s");
+    pub(crate) const MAX_PENDING_DELETES: (u64, u64, &str) = (1, 10_000_000, "1 to 10000000");
+}
+
+fn check<T: PartialOrd + fmt::Debug>(
+    field: &'static str,
+    value: T,
+    (low, high, range): (T, T, &'static str),
+) -> Result<(), ConfigError> {
+    // Written so that NaN fails too.
+    if value >= low && value <= high {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            field,
+            range,
+            got: format!("{value:?}"),
+        })
     }
 }
 
 impl Options {
     /// Base time to live of cached values (default 5 minutes); each write
     /// gets it scaled by the [`jitter`](Options::jitter).
+    ///
+    /// Valid range: 1 ms to 365 days (checked by [`Cache::new`](crate::Cache::new)).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
     /// Relative TTL spread against avalanche (default 0.1): every TTL is drawn
-    /// uniformly from `[ttl·(1−jitter), ttl·(1+jitter)]`. Clamped to
-    /// `[0, 0.99]`; 0 disables it.
+    /// uniformly from `[ttl·(1−jitter), ttl·(1+jitter)]`, and is at least
+    /// 1 ms. 0 disables it.
+    ///
+    /// Valid range: 0.0 to 0.99 (NaN is rejected).
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter::clamp(jitter);
+        self.jitter = jitter;
         self
     }
 
     /// Time to live of a cached "not found" (default 30 s, jittered too):
     /// how long a missing row is answered without reaching the database.
+    ///
+    /// Valid range: 1 ms to 365 days.
     pub fn not_found_ttl(mut self, ttl: Duration) -> Self {
         self.not_found_ttl = ttl;
         self
@@ -177,6 +257,10 @@ impl Options {
     /// (default 500 ms). Make it longer than a load plus a backfill takes.
     /// `Duration::ZERO` disables the second delete (reasonable with
     /// [`Backfill::Lease`], where it only backs up a failed first delete).
+    ///
+    /// Valid range: 0 (off) to 1 hour. Each pending second delete is a small
+    /// spawned task, so the delay bounds how many are alive at once
+    /// (invalidations per second × delay).
     pub fn double_delete_delay(mut self, delay: Duration) -> Self {
         self.double_delete_delay = delay;
         self
@@ -191,14 +275,20 @@ impl Options {
     /// In [`Backfill::Lease`] mode, how long a lease lives (default 3 s).
     /// Make it longer than a slow load: a lease that expires mid-load lets
     /// another process load too (the late fill is still refused).
+    ///
+    /// Valid range: 1 ms to 10 minutes (a process that dies holding a lease
+    /// blocks the key's other readers for up to this long).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl.max(Duration::from_millis(1));
+        self.lease_ttl = ttl;
         self
     }
 
     /// In [`Backfill::Lease`] mode, how long a caller polls for another
     /// process's load before returning [`Error::LeaseBusy`](crate::Error::LeaseBusy)
-    /// (default 1 s).
+    /// (default 1 s). Polls back off from 2 ms to 50 ms, so a wait costs at
+    /// most about `wait / 50 ms + 5` Redis calls.
+    ///
+    /// Valid range: 0 to 60 s.
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
         self
@@ -206,8 +296,10 @@ impl Options {
 
     /// Upper bound on every Redis call (default 1 s); a call that takes
     /// longer fails with [`RedisError::Timeout`].
+    ///
+    /// Valid range: 1 ms to 60 s.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
-        self.redis_timeout = timeout.max(Duration::from_millis(1));
+        self.redis_timeout = timeout;
         self
     }
 
@@ -219,11 +311,15 @@ impl Options {
 
     /// Enables a bounded in-process front cache for hot keys: at most
     /// `capacity` entries, each served for `ttl` without a Redis round trip
-    /// (off by default). Invalidations reach only this process's front
-    /// cache: other processes may serve the old value for up to `ttl`, so
-    /// keep it short (tens to hundreds of milliseconds).
+    /// (off by default; leave this call out to keep it off). Invalidations
+    /// reach only this process's front cache: other processes may serve the
+    /// old value for up to `ttl`, so keep it short (tens to hundreds of
+    /// milliseconds).
+    ///
+    /// Valid ranges: `capacity` 1 to 1,048,576 entries (checked as field
+    /// `front_cache.capacity`), `ttl` 1 ms to 1 hour (`front_cache.ttl`).
     pub fn front_cache(mut self, capacity: usize, ttl: Duration) -> Self {
-        self.front = (capacity > 0 && !ttl.is_zero()).then_some(FrontCache { capacity, ttl });
+        self.front = Some(FrontCache { capacity, ttl });
         self
     }
 
@@ -231,17 +327,37 @@ impl Options {
     /// and reads a random one, spreading a hot key over Redis Cluster
     /// shards (default 1: off). Writes and invalidations touch every copy;
     /// each copy is filled on its own miss (so a cold key costs up to `n`
-    /// loads across processes). Clamped to `1..=64`.
+    /// loads across processes).
+    ///
+    /// Valid range: 1 to 64.
     pub fn replicas(mut self, n: u32) -> Self {
-        self.replicas = n.clamp(1, 64);
+        self.replicas = n;
         self
     }
 
     /// How many times a failed second delete is retried (default 5), with
-    /// a backoff starting at `backoff` and doubling (default 100 ms).
+    /// a backoff starting at `backoff` and doubling up to 30 s (default
+    /// 100 ms).
+    ///
+    /// Valid ranges: `retries` 0 to 20 (field `delete_retries`), `backoff`
+    /// 1 ms to 60 s (field `delete_retries.backoff`).
     pub fn delete_retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.delete_retries = retries;
         self.delete_backoff = backoff;
+        self
+    }
+
+    /// At most this many second deletes wait at once (default 100,000), so
+    /// a burst of invalidations cannot grow memory without bound. Beyond it,
+    /// an `invalidate` still deletes at once, but its second delete is not
+    /// scheduled: it is reported like a failed one (counted in
+    /// [`Stats::delete_failures`](crate::Stats::delete_failures), logged,
+    /// passed to [`on_delete_failure`](Options::on_delete_failure) with
+    /// `attempts: 0`).
+    ///
+    /// Valid range: 1 to 10,000,000.
+    pub fn max_pending_deletes(mut self, max: u64) -> Self {
+        self.max_pending_deletes = max;
         self
     }
 
@@ -254,6 +370,59 @@ impl Options {
     ) -> Self {
         self.on_delete_failure = Some(Arc::new(hook));
         self
+    }
+
+    /// Checks every setting against its documented range.
+    /// [`Cache::new`](crate::Cache::new) calls it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field out of range, its range and
+    /// the value given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seckill_cache_aside::Options;
+    ///
+    /// assert!(Options::default().validate().is_ok());
+    /// let error = Options::default().ttl(Duration::ZERO).validate().unwrap_err();
+    /// assert_eq!(error.to_string(), "ttl must be 1 ms to 365 days, got 0ns");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check("ttl", self.ttl, range::TTL)?;
+        check("jitter", self.jitter, range::JITTER)?;
+        check("not_found_ttl", self.not_found_ttl, range::TTL)?;
+        check(
+            "double_delete_delay",
+            self.double_delete_delay,
+            range::DOUBLE_DELETE_DELAY,
+        )?;
+        check("lease_ttl", self.lease_ttl, range::LEASE_TTL)?;
+        check("lease_wait", self.lease_wait, range::LEASE_WAIT)?;
+        check("redis_timeout", self.redis_timeout, range::REDIS_TIMEOUT)?;
+        if let Some(front) = self.front {
+            check(
+                "front_cache.capacity",
+                front.capacity,
+                range::FRONT_CAPACITY,
+            )?;
+            check("front_cache.ttl", front.ttl, range::FRONT_TTL)?;
+        }
+        check("replicas", self.replicas, range::REPLICAS)?;
+        check("delete_retries", self.delete_retries, range::DELETE_RETRIES)?;
+        check(
+            "delete_retries.backoff",
+            self.delete_backoff,
+            range::DELETE_BACKOFF,
+        )?;
+        check(
+            "max_pending_deletes",
+            self.max_pending_deletes,
+            range::MAX_PENDING_DELETES,
+        )?;
+        Ok(())
     }
 
     /// The base TTL.

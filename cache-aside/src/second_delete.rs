@@ -68,9 +68,20 @@ impl SecondDeletes {
             }
             return;
         };
-        let mut flushed = self.flush.subscribe();
-        self.counters.pending_deletes.fetch_add(1, Ordering::AcqRel);
+        let before = self.counters.pending_deletes.fetch_add(1, Ordering::AcqRel);
         let pending = Pending(Arc::clone(self));
+        if before >= options.max_pending_deletes {
+            drop(pending);
+            let error = RedisError::Reply(format!(
+                "{before} second deletes already pending (Options::max_pending_deletes); \
+                 this one was not scheduled: raise the limit or shorten double_delete_delay"
+            ));
+            for key in keys {
+                self.give_up(key, error.clone(), 0, options);
+            }
+            return;
+        }
+        let mut flushed = self.flush.subscribe();
         let options = options.clone();
         runtime.spawn(async move {
             let pending = pending;

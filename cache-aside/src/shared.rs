@@ -41,6 +41,28 @@ impl Shared {
     }
 }
 
+/// What a flight hands every caller: the entry, and whether a writer
+/// revoked the lease it was loaded under.
+#[derive(Debug, Clone)]
+pub(crate) struct Flown {
+    pub(crate) entry: Shared,
+    /// In lease mode, set when the fill was refused (the lease was revoked
+    /// by an `invalidate` or a `set`, or expired): the instant the flight
+    /// started. The entry may then be older than a write that completed
+    /// after that instant, so a waiter whose read started after it reads
+    /// again instead of taking the entry.
+    pub(crate) revoked_since: Option<tokio::time::Instant>,
+}
+
+impl Flown {
+    pub(crate) fn fresh(entry: Shared) -> Flown {
+        Flown {
+            entry,
+            revoked_since: None,
+        }
+    }
+}
+
 /// Why a flight produced no entry; cloned to every caller of the flight.
 #[derive(Clone)]
 pub(crate) enum FlightError {

@@ -37,7 +37,8 @@ async fn cache_without_del<C: Connect>(
             .double_delete_delay(Duration::from_millis(1))
             .delete_retries(retries, backoff)
             .on_delete_failure(move |f| seen.lock().unwrap().push(f.clone())),
-    );
+    )
+    .unwrap();
     (cache, format!("{ns}:k"), user, failures)
 }
 
@@ -45,7 +46,7 @@ async fn cache_without_del<C: Connect>(
 /// retried with backoff and succeeds once DEL is allowed again.
 async fn second_delete_survives_a_transient_error(client: impl Connect) {
     let (cache, key, user, failures) =
-        cache_without_del(client, 1000, Duration::from_millis(5)).await;
+        cache_without_del(client, 20, Duration::from_millis(5)).await;
     cache.set(&key, &"stale".to_string()).await.unwrap();
 
     let first = cache.invalidate(&key).await;
@@ -102,7 +103,8 @@ async fn dropping_the_cache_keeps_pending_deletes(client: impl Connect) {
     let cache = Cache::new(
         client.connect().await,
         Options::default().double_delete_delay(Duration::from_millis(20)),
-    );
+    )
+    .unwrap();
     cache.invalidate(&key).await.unwrap();
     cache
         .set(&key, &"backfilled after the first delete".to_string())
@@ -124,7 +126,8 @@ async fn redis_down_falls_back_to_the_loader(client: impl Connect) {
     let cache = Cache::new(
         client.at(&proxy.url).await,
         Options::default().redis_timeout(Duration::from_millis(300)),
-    );
+    )
+    .unwrap();
     cache.set(&key, &1u32).await.unwrap();
     proxy.set(Mode::Down);
 
@@ -149,7 +152,8 @@ async fn redis_down_fails_when_asked_to(client: impl Connect) {
         Options::default()
             .redis_timeout(Duration::from_millis(300))
             .on_redis_error(OnRedisError::Fail),
-    );
+    )
+    .unwrap();
     proxy.set(Mode::Down);
     let got = cache
         .get_or_load(&key, || async { Ok::<_, String>(Some(2u32)) })
@@ -167,7 +171,8 @@ async fn stalled_redis_is_bounded_by_the_timeout(client: impl Connect) {
     let cache = Cache::new(
         client.at(&proxy.url).await,
         Options::default().redis_timeout(Duration::from_millis(100)),
-    );
+    )
+    .unwrap();
     assert_eq!(cache.peek::<u32>(&key).await.unwrap(), Cached::Absent);
     proxy.set(Mode::Stall);
     let read = cache.get_or_load(&key, || async { Ok::<_, String>(Some(7u32)) });
@@ -182,7 +187,42 @@ async fn stalled_redis_is_bounded_by_the_timeout(client: impl Connect) {
     assert!(cache.stats().degraded >= 1);
 }
 
+/// Pending second deletes are bounded: with `max_pending_deletes(3)`, three
+/// thousand invalidations of distinct keys keep three pending; the rest
+/// still delete at once and are reported, never queued without bound.
+async fn pending_second_deletes_are_bounded(client: impl Connect) {
+    let ns = namespace();
+    let failures = Arc::new(Mutex::new(Vec::<DeleteFailure>::new()));
+    let seen = failures.clone();
+    let cache = Cache::new(
+        client.connect().await,
+        Options::default()
+            .double_delete_delay(Duration::from_secs(3600))
+            .max_pending_deletes(3)
+            .on_delete_failure(move |f| seen.lock().unwrap().push(f.clone())),
+    )
+    .unwrap();
+    let mut admin = admin().await;
+    for i in 0..3000 {
+        let key = format!("{ns}:{i}");
+        cache.set(&key, &i).await.unwrap();
+        cache.invalidate(&key).await.unwrap();
+        assert!(!exists(&mut admin, &key).await, "first delete of {key}");
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.pending_deletes, stats.delete_failures), (3, 2997));
+    {
+        let failures = failures.lock().unwrap();
+        assert_eq!(failures.len(), 2997);
+        assert!(failures.iter().all(|f| f.attempts == 0));
+        assert_eq!(failures[0].key, format!("{ns}:3"));
+    }
+    cache.flush_deletes().await;
+    assert_eq!(cache.stats().pending_deletes, 0);
+}
+
 both_clients!(
+    pending_second_deletes_are_bounded,
     second_delete_survives_a_transient_error,
     second_delete_final_failure_is_reported,
     dropping_the_cache_keeps_pending_deletes,

@@ -16,7 +16,7 @@ use support::{Connect, admin, exists, namespace};
 /// Off by default: a read after a delete behind the cache's back reloads.
 async fn front_cache_is_off_by_default(client: impl Connect) {
     let key = format!("{}:k", namespace());
-    let cache = Cache::new(client.connect().await, Options::default());
+    let cache = Cache::new(client.connect().await, Options::default()).unwrap();
     cache.set(&key, &1u32).await.unwrap();
     let _: () = redis::cmd("DEL")
         .arg(&key)
@@ -36,7 +36,8 @@ async fn front_cache_serves_hot_keys_in_process(client: impl Connect) {
     let cache = Cache::new(
         client.connect().await,
         Options::default().front_cache(100, Duration::from_secs(60)),
-    );
+    )
+    .unwrap();
     let loads = AtomicUsize::new(0);
     let load = |v: u32| {
         let loads = &loads;
@@ -78,7 +79,8 @@ async fn replicas_spread_a_hot_key(client: impl Connect) {
         Options::default()
             .replicas(4)
             .double_delete_delay(Duration::ZERO),
-    );
+    )
+    .unwrap();
     let mut admin = admin().await;
 
     cache.set(&key, &1u32).await.unwrap();
@@ -89,7 +91,7 @@ async fn replicas_spread_a_hot_key(client: impl Connect) {
     for (i, copy) in copies.iter().enumerate() {
         let _: () = redis::cmd("SET")
             .arg(copy)
-            .arg(format!("v{i}"))
+            .arg([&[0xFA][..], i.to_string().as_bytes()].concat())
             .query_async(&mut admin)
             .await
             .unwrap();

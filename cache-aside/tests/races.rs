@@ -117,7 +117,7 @@ async fn a_writer_set_beats_a_slow_backfill(client: impl Connect) {
     for mode in [Backfill::SetNx, Backfill::Lease] {
         let key = format!("{}:a", namespace());
         let row = Row::new("old");
-        let cache = Cache::new(client.connect().await, options(mode));
+        let cache = Cache::new(client.connect().await, options(mode)).unwrap();
 
         let (release, read) = reader_paused_after_load(&cache, &key, &row).await;
         row.write("new");
@@ -144,7 +144,7 @@ async fn a_writer_set_beats_a_slow_backfill(client: impl Connect) {
 async fn b_set_nx_stale_value_lives_until_the_second_delete(client: impl Connect) {
     let key = format!("{}:b-setnx", namespace());
     let row = Row::new("old");
-    let cache = Cache::new(client.connect().await, options(Backfill::SetNx));
+    let cache = Cache::new(client.connect().await, options(Backfill::SetNx)).unwrap();
 
     let (release, read) = reader_paused_after_load(&cache, &key, &row).await;
     row.write("new");
@@ -187,7 +187,7 @@ async fn b_set_nx_stale_value_lives_until_the_second_delete(client: impl Connect
 async fn b_lease_stale_value_never_lands(client: impl Connect) {
     let key = format!("{}:b-lease", namespace());
     let row = Row::new("old");
-    let cache = Cache::new(client.connect().await, options(Backfill::Lease));
+    let cache = Cache::new(client.connect().await, options(Backfill::Lease)).unwrap();
 
     let (release, read) = reader_paused_after_load(&cache, &key, &row).await;
     row.write("new");
@@ -223,8 +223,8 @@ async fn c_two_processes_load_once_with_leases(client: impl Connect) {
             .backfill(Backfill::Lease)
             .lease_wait(Duration::from_secs(30))
     };
-    let first = Cache::new(client.connect().await, opts());
-    let second = Cache::new(client.connect().await, opts());
+    let first = Cache::new(client.connect().await, opts()).unwrap();
+    let second = Cache::new(client.connect().await, opts()).unwrap();
     let loads = Arc::new(AtomicUsize::new(0));
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
 
@@ -264,8 +264,8 @@ async fn c_two_processes_load_once_with_leases(client: impl Connect) {
 /// per process (what Lease mode adds).
 async fn c_two_processes_load_once_each_with_set_nx(client: impl Connect) {
     let key = format!("{}:c-setnx", namespace());
-    let first = Cache::new(client.connect().await, Options::default());
-    let second = Cache::new(client.connect().await, Options::default());
+    let first = Cache::new(client.connect().await, Options::default()).unwrap();
+    let second = Cache::new(client.connect().await, Options::default()).unwrap();
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     let mut callers = Vec::new();
     for cache in [&first, &second] {
@@ -306,8 +306,8 @@ async fn lease_waiters_get_a_retry_error(client: impl Connect) {
             .lease_ttl(Duration::from_secs(60))
             .lease_wait(Duration::from_millis(50))
     };
-    let holder = Cache::new(client.connect().await, opts());
-    let other = Cache::new(client.connect().await, opts());
+    let holder = Cache::new(client.connect().await, opts()).unwrap();
+    let other = Cache::new(client.connect().await, opts()).unwrap();
     let row = Row::new("row");
     let (release, read) = reader_paused_after_load(&holder, &key, &row).await;
 
@@ -342,7 +342,8 @@ async fn abandoned_leases_are_given_back(client: impl Connect) {
         Options::default()
             .backfill(Backfill::Lease)
             .lease_ttl(Duration::from_secs(600)),
-    );
+    )
+    .unwrap();
     let failed = cache
         .get_or_load(&key, || async {
             Err::<Option<String>, _>("db down".to_string())
@@ -388,7 +389,8 @@ async fn a_panicking_loader_strands_nobody(client: impl Connect) {
         let cache = Cache::new(
             client.connect().await,
             options(mode).lease_wait(Duration::from_secs(30)),
-        );
+        )
+        .unwrap();
         let (go_tx, go_rx) = tokio::sync::watch::channel(false);
         let (started_tx, started_rx) = oneshot::channel();
         let leader = {

@@ -252,7 +252,8 @@ impl Running {
             backends.redis.clone(),
             &backends.services.namespace,
             backends.store.clone(),
-        );
+        )
+        .map_err(|e| StartError::Config(format!("SKU cache: {e}")))?;
         let stats = catalog.clone();
         backends.metrics.add_counters(move || {
             let s = stats.stats();

@@ -44,13 +44,15 @@ pub enum Outcome {
     NotFound,
     /// The SKU's sale is paused while its stock is rebuilt (503).
     Paused,
+    /// The request id was used before for another purchase (409).
+    Conflict,
     /// A service failed (503).
     Error,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Queued,
         Outcome::SoldOut,
         Outcome::Insufficient,
@@ -60,6 +62,7 @@ impl Outcome {
         Outcome::BadRequest,
         Outcome::NotFound,
         Outcome::Paused,
+        Outcome::Conflict,
         Outcome::Error,
     ];
 
@@ -75,6 +78,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
             Outcome::Paused => "paused",
+            Outcome::Conflict => "conflict",
             Outcome::Error => "error",
         }
     }

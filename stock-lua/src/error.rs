@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::outcome::Outcome;
+
 /// Why a [`StockStore`](crate::StockStore) call returned no answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +34,19 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The request id was decided before for a *different* request (another
+    /// user, other SKUs or other quantities): a request id was reused, which
+    /// is a client bug. Nothing changed; `stored` is the first request's
+    /// outcome, which still stands for this id.
+    #[error(
+        "request id {request_id:?} was already used for a different request (other user, SKUs or quantities), decided as {stored:?}; nothing changed: give each distinct request its own id"
+    )]
+    RequestConflict {
+        /// The reused request id.
+        request_id: String,
+        /// The outcome stored for the first request with this id.
+        stored: Outcome,
+    },
     /// Redis answered something this crate does not understand, for example a
     /// key of the namespace holding a value of the wrong type.
     #[error(
@@ -40,22 +55,29 @@ pub enum Error {
     UnexpectedReply(String),
 }
 
-/// Input refused before Redis is touched; each variant names the fix.
+/// Input refused before Redis is touched; each variant names the field, its
+/// valid range and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidInput {
     /// The namespace is empty, longer than 64 bytes, or contains `{` or `}`
     /// (it becomes the Redis Cluster hash tag of every key).
-    #[error("namespace {namespace:?} is not usable: it must be 1 to 64 bytes without '{{' or '}}'")]
+    #[error(
+        "namespace must be 1 to 64 bytes without '{{' or '}}', got {namespace:?} ({} bytes)",
+        namespace.len()
+    )]
     Namespace {
         /// The namespace given.
         namespace: String,
     },
     /// The deduction lists no items.
-    #[error("the deduction lists no items: give at least one (sku, quantity)")]
+    #[error(
+        "items must list 1 to {max} (sku, quantity) pairs, got 0: give at least one",
+        max = crate::MAX_ITEMS
+    )]
     EmptyItems,
     /// The deduction lists more items than [`MAX_ITEMS`](crate::MAX_ITEMS).
-    #[error("the deduction lists {count} items, more than the maximum of {max}: split the order")]
+    #[error("items must list 1 to {max} (sku, quantity) pairs, got {count}: split the order")]
     TooManyItems {
         /// Items given.
         count: usize,
@@ -70,32 +92,30 @@ pub enum InvalidInput {
         /// The repeated SKU.
         sku: String,
     },
-    /// A quantity (or stock, or limit) is 0 where at least 1 is needed.
-    #[error("{what} must be at least 1")]
-    Zero {
-        /// What was 0, e.g. `quantity of SKU "a"`.
-        what: String,
-    },
-    /// A quantity, stock amount or limit is above what this crate accepts.
-    #[error("{what} is {value}, above the maximum of {max}")]
-    TooLarge {
-        /// What was too large.
-        what: String,
+    /// A number (quantity, stock amount, per-user limit, page size) is
+    /// outside its documented range.
+    #[error("{field} must be {min} to {max}, got {value}")]
+    OutOfRange {
+        /// What was out of range, e.g. `quantity of SKU "a"`.
+        field: String,
         /// The value given.
         value: u64,
-        /// The maximum.
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
         max: u64,
     },
-    /// An id (request, user or SKU) is empty.
-    #[error("the {field} is empty")]
+    /// An id (request, user, SKU or log entry) is empty.
+    #[error("the {field} must be 1 to {max} bytes, got 0 (empty)", max = crate::MAX_ID_LEN)]
     EmptyId {
-        /// Which id: `request id`, `user id` or `SKU`.
+        /// Which id: `request id`, `user id`, `SKU` or `log entry id`.
         field: &'static str,
     },
-    /// An id (request, user or SKU) is longer than [`MAX_ID_LEN`](crate::MAX_ID_LEN) bytes.
-    #[error("the {field} is {len} bytes long, more than the maximum of {max}: use a shorter id")]
+    /// An id (request, user, SKU or log entry) is longer than
+    /// [`MAX_ID_LEN`](crate::MAX_ID_LEN) bytes.
+    #[error("the {field} must be 1 to {max} bytes, got {len}: use a shorter id")]
     IdTooLong {
-        /// Which id: `request id`, `user id` or `SKU`.
+        /// Which id: `request id`, `user id`, `SKU` or `log entry id`.
         field: &'static str,
         /// Its length in bytes.
         len: usize,
@@ -103,7 +123,7 @@ pub enum InvalidInput {
         max: usize,
     },
     /// The dedup record TTL is below one millisecond or above ten years.
-    #[error("dedup TTL {ttl:?} is out of range: use 1 ms to 10 years")]
+    #[error("dedup_ttl must be 1 ms to 10 years (315360000 s), got {ttl:?}")]
     DedupTtl {
         /// The TTL given.
         ttl: Duration,

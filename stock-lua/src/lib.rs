@@ -46,7 +46,8 @@
 //! 1. **Dedup first**: a request id decided before returns its stored
 //!    outcome ([`Decision::replayed`]); the record keeps the full outcome, so
 //!    a client whose connection dropped after the script ran learns what
-//!    happened by retrying.
+//!    happened by retrying. The same id with a different request (user,
+//!    SKUs, quantities) is [`Error::RequestConflict`], carrying that outcome.
 //! 2. **Per-user limit** of every item, then **stock** of every item; no
 //!    write happens before the last check passed (a Lua script is atomic but
 //!    never rolled back).
@@ -87,6 +88,7 @@
 //!
 //! Both share the scripts, the key layout and the reply parsing; each adapter
 //! only maps calls, replies and errors.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -110,4 +112,6 @@ pub use outcome::{Decision, Outcome, Refund, RequestRecord};
 #[doc(hidden)]
 pub use reply::Reply;
 pub use scripts::ScriptMode;
-pub use store::{DEFAULT_DEDUP_TTL, MAX_RESTORE_CHUNK, RestoredGrant, StockStore};
+pub use store::{
+    DEFAULT_DEDUP_TTL, MAX_DEDUP_TTL, MAX_LOG_PAGE, MAX_RESTORE_CHUNK, RestoredGrant, StockStore,
+};

@@ -66,8 +66,10 @@ fn non_negative(n: i64) -> Result<u64, Error> {
     u64::try_from(n).map_err(|_| Error::UnexpectedReply(format!("negative amount {n}")))
 }
 
-/// Parses the deduct script's `{ code, replayed, sku, number }`.
-pub(crate) fn decision(reply: Reply) -> Result<Decision, Error> {
+/// Parses the deduct script's `{ code, replayed, sku, number }` for
+/// `request_id`; `replayed` 2 (the id was decided for another request)
+/// becomes [`Error::RequestConflict`].
+pub(crate) fn decision(reply: Reply, request_id: &str) -> Result<Decision, Error> {
     let mut parts = reply.into_array()?.into_iter();
     let (Some(code), Some(replayed), Some(sku), Some(number), None) = (
         parts.next(),
@@ -80,9 +82,21 @@ pub(crate) fn decision(reply: Reply) -> Result<Decision, Error> {
             "the deduct script must answer 4 values".into(),
         ));
     };
-    let replayed = replayed.into_int()? != 0;
+    let replayed = replayed.into_int()?;
     let outcome = outcome(code.into_int()?, sku.into_string()?, number.into_int()?)?;
-    Ok(Decision { outcome, replayed })
+    match replayed {
+        0 | 1 => Ok(Decision {
+            outcome,
+            replayed: replayed == 1,
+        }),
+        2 => Err(Error::RequestConflict {
+            request_id: request_id.to_owned(),
+            stored: outcome,
+        }),
+        other => Err(Error::UnexpectedReply(format!(
+            "unknown deduct replay flag {other}"
+        ))),
+    }
 }
 
 /// Maps a stored or answered outcome code (see `deduct.lua`) to an [`Outcome`].
@@ -187,6 +201,19 @@ pub(crate) fn record_items(reply: Reply) -> Result<Vec<(String, u64)>, Error> {
     Ok(items)
 }
 
+/// Parses the trim script's `{ dropped, more }`.
+pub(crate) fn trimmed(reply: Reply) -> Result<(u64, bool), Error> {
+    let mut parts = reply.into_array()?.into_iter();
+    match (parts.next(), parts.next()) {
+        (Some(dropped), Some(more)) => {
+            Ok((non_negative(dropped.into_int()?)?, more.into_int()? != 0))
+        }
+        _ => Err(Error::UnexpectedReply(
+            "the trim script must answer 2 values".into(),
+        )),
+    }
+}
+
 /// Parses the add-stock script's `{ status, stock }`.
 pub(crate) fn added(reply: Reply) -> Result<(bool, u64), Error> {
     let mut parts = reply.into_array()?.into_iter();
@@ -260,12 +287,15 @@ mod tests {
     #[test]
     fn deduct_codes_map_to_outcomes() {
         let r = |code, replayed, sku: &str, n| {
-            decision(Reply::Array(vec![
-                Reply::Int(code),
-                Reply::Int(replayed),
-                data(sku),
-                Reply::Int(n),
-            ]))
+            decision(
+                Reply::Array(vec![
+                    Reply::Int(code),
+                    Reply::Int(replayed),
+                    data(sku),
+                    Reply::Int(n),
+                ]),
+                "req",
+            )
         };
         assert_eq!(
             r(0, 0, "", 0).unwrap(),
@@ -297,9 +327,15 @@ mod tests {
         assert!(matches!(r(-1, 0, "z", 0), Err(Error::UnknownSku { sku }) if sku == "z"));
         assert!(matches!(r(9, 0, "", 0), Err(Error::UnexpectedReply(_))));
         assert!(matches!(
-            decision(Reply::Int(1)),
+            decision(Reply::Int(1), "req"),
             Err(Error::UnexpectedReply(_))
         ));
+        assert!(matches!(
+            r(2, 2, "s", 0),
+            Err(Error::RequestConflict { request_id, stored: Outcome::SoldOut { sku } })
+                if request_id == "req" && sku == "s"
+        ));
+        assert!(matches!(r(0, 3, "", 0), Err(Error::UnexpectedReply(_))));
     }
 
     #[test]

@@ -34,16 +34,18 @@ pub(crate) struct Scripts {
     pub(crate) set_stock: Script,
     pub(crate) add_stock: Script,
     pub(crate) restore: Script,
-    /// The `FUNCTION LOAD` source registering all five as functions.
+    pub(crate) trim_log: Script,
+    /// The `FUNCTION LOAD` source registering all six as functions.
     pub(crate) library: String,
 }
 
-const SOURCES: [(&str, &str); 5] = [
+const SOURCES: [(&str, &str); 6] = [
     ("deduct", include_str!("lua/deduct.lua")),
     ("refund", include_str!("lua/refund.lua")),
     ("set_stock", include_str!("lua/set_stock.lua")),
     ("add_stock", include_str!("lua/add_stock.lua")),
     ("restore", include_str!("lua/restore.lua")),
+    ("trim_log", include_str!("lua/trim_log.lua")),
 ];
 
 /// Built once per process.
@@ -58,7 +60,7 @@ fn build() -> Scripts {
         .to_string();
     let library_name = format!("seckill_stock_{}", digest.get(..12).unwrap_or(&digest));
     let mut library = format!("#!lua name={library_name}\n");
-    let [deduct, refund, set_stock, add_stock, restore] = SOURCES.map(|(name, code)| {
+    let [deduct, refund, set_stock, add_stock, restore, trim_log] = SOURCES.map(|(name, code)| {
         let function = format!("{library_name}_{name}");
         library.push_str(&format!(
             "redis.register_function('{function}', function(KEYS, ARGV)\n{code}\nend)\n"
@@ -75,6 +77,7 @@ fn build() -> Scripts {
         set_stock,
         add_stock,
         restore,
+        trim_log,
         library,
     }
 }
@@ -89,7 +92,14 @@ mod tests {
         assert_eq!(s.deduct.sha.len(), 40);
         assert_ne!(s.deduct.sha, s.refund.sha);
         assert!(s.library.starts_with("#!lua name=seckill_stock_"));
-        for script in [&s.deduct, &s.refund, &s.set_stock, &s.add_stock, &s.restore] {
+        for script in [
+            &s.deduct,
+            &s.refund,
+            &s.set_stock,
+            &s.add_stock,
+            &s.restore,
+            &s.trim_log,
+        ] {
             assert!(s.library.contains(&format!("'{}'", script.function)));
         }
     }

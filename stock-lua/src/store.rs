@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::connection::{Call, Connection, Missing, ScriptBy};
-use crate::deduction::{Deduction, MAX_STOCK, check_amount, check_id};
+use crate::deduction::{Deduction, MAX_ITEMS, MAX_STOCK, check_amount, check_id, fingerprint};
 use crate::error::{Error, InvalidInput};
 use crate::keys::Keys;
 use crate::log::LogEntry;
@@ -14,9 +14,17 @@ use crate::outcome::{Decision, Refund, RequestRecord};
 use crate::reply::{self, RefundReply, Reply};
 use crate::scripts::{SCRIPTS, Script, ScriptMode};
 
-/// How long a request record is kept by default: 24 hours.
+/// How long a request record is kept by default: 24 hours (valid: 1 ms to
+/// 10 years, see [`StockStore::with_dedup_ttl`]).
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-const MAX_DEDUP_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+/// The longest dedup TTL accepted: 10 years (of 365 days).
+pub const MAX_DEDUP_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+/// The most log entries one [`StockStore::deduction_log`] call returns
+/// (valid page sizes: 1 to 10,000): one `XRANGE` reply stays a few MB at most.
+pub const MAX_LOG_PAGE: usize = 10_000;
+/// The most log entries one script call of [`StockStore::trim_log`] drops,
+/// so trimming a huge log never blocks Redis for long.
+const TRIM_BATCH: u64 = 1_000;
 /// A refund re-reads the request record this many times if it changes under it.
 const REFUND_ATTEMPTS: usize = 3;
 
@@ -106,8 +114,9 @@ impl<C: Connection> StockStore<C> {
 
     /// Keeps request records (and refund tombstones) for `ttl` instead of 24 h.
     ///
-    /// A retry or a refund must come within this time: after it, the request
-    /// id is forgotten.
+    /// Valid: 1 ms to 10 years ([`MAX_DEDUP_TTL`]), in whole milliseconds
+    /// (a fraction of a millisecond is dropped). A retry or a refund must come
+    /// within this time: after it, the request id is forgotten.
     ///
     /// # Errors
     ///
@@ -139,9 +148,13 @@ impl<C: Connection> StockStore<C> {
     /// Sets the sellable stock of `sku` to `units`, marking it sold out when
     /// 0 and clearing that mark otherwise.
     ///
+    /// Valid `units`: 0 to [`MAX_STOCK`](crate::MAX_STOCK) (2^53 − 1). The
+    /// stock key is permanent (no TTL): it is the sale's state.
+    ///
     /// # Errors
     ///
-    /// Bad SKU or `units` above [`MAX_STOCK`](crate::MAX_STOCK): nothing is sent.
+    /// Bad SKU or `units` above [`MAX_STOCK`](crate::MAX_STOCK)
+    /// ([`InvalidInput::OutOfRange`]): nothing is sent.
     /// [`Error::Redis`] when Redis fails.
     ///
     /// # Cancel safety
@@ -149,14 +162,7 @@ impl<C: Connection> StockStore<C> {
     /// One script call: dropped, it either ran completely or not at all.
     pub async fn set_stock(&self, sku: &str, units: u64) -> Result<(), Error> {
         check_id("SKU", sku)?;
-        if units > MAX_STOCK {
-            return Err(InvalidInput::TooLarge {
-                what: format!("stock of SKU {sku:?}"),
-                value: units,
-                max: MAX_STOCK,
-            }
-            .into());
-        }
+        check_amount(|| format!("stock of SKU {sku:?}"), units, 0, MAX_STOCK)?;
         let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned()];
         self.run(&SCRIPTS.set_stock, &keys, &args).await?;
@@ -167,10 +173,13 @@ impl<C: Connection> StockStore<C> {
     /// sale) and clears its sold-out mark; returns the new stock. A SKU
     /// without stock starts from 0.
     ///
+    /// Valid `units`: 1 to [`MAX_STOCK`](crate::MAX_STOCK), and the new
+    /// stock may not pass [`MAX_STOCK`](crate::MAX_STOCK) either.
+    ///
     /// # Errors
     ///
-    /// Bad SKU, `units` of 0, or a sum above [`MAX_STOCK`](crate::MAX_STOCK)
-    /// ([`InvalidInput::TooLarge`], nothing changed). [`Error::Redis`] when Redis fails.
+    /// Bad SKU, `units` out of range, or a sum above
+    /// [`MAX_STOCK`](crate::MAX_STOCK) ([`InvalidInput::OutOfRange`], nothing changed). [`Error::Redis`] when Redis fails.
     ///
     /// # Cancel safety
     ///
@@ -178,14 +187,20 @@ impl<C: Connection> StockStore<C> {
     /// read [`stock`](Self::stock) before retrying.
     pub async fn add_stock(&self, sku: &str, units: u64) -> Result<u64, Error> {
         check_id("SKU", sku)?;
-        check_amount(|| format!("units added to SKU {sku:?}"), units, MAX_STOCK)?;
+        check_amount(
+            || format!("units added to SKU {sku:?}"),
+            units,
+            1,
+            MAX_STOCK,
+        )?;
         let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned(), MAX_STOCK.to_string()];
         let (added, stock) = reply::added(self.run(&SCRIPTS.add_stock, &keys, &args).await?)?;
         if !added {
-            return Err(InvalidInput::TooLarge {
-                what: format!("stock of SKU {sku:?} after adding {units}"),
+            return Err(InvalidInput::OutOfRange {
+                field: format!("stock of SKU {sku:?} after adding {units}"),
                 value: stock.saturating_add(units),
+                min: 0,
                 max: MAX_STOCK,
             }
             .into());
@@ -239,7 +254,17 @@ impl<C: Connection> StockStore<C> {
     /// since a SKU whose stock key is missing sells nothing, which keeps
     /// the sale paused while the grants are written. Returns the number of
     /// records written. Sent in chunks of [`MAX_RESTORE_CHUNK`] grants, one
-    /// script call each.
+    /// script call each, so any number of grants is bounded work per call.
+    ///
+    /// Each restored record carries the fingerprint of the single-SKU
+    /// request (`user_id`, `sku`, `quantity`): a retry of that request
+    /// replays, the same id with another payload is
+    /// [`Error::RequestConflict`], exactly as before the loss. A request of
+    /// several SKUs cannot be restored exactly this way: its record holds
+    /// the first SKU restored, so a retry of the whole request is a
+    /// [`Error::RequestConflict`] carrying [`Outcome::Deducted`](crate::Outcome).
+    ///
+    /// Valid quantities: 1 to [`MAX_QUANTITY`](crate::MAX_QUANTITY).
     ///
     /// # Errors
     ///
@@ -259,6 +284,7 @@ impl<C: Connection> StockStore<C> {
             check_amount(
                 || format!("quantity of request {:?}", grant.request_id),
                 grant.quantity,
+                1,
                 crate::MAX_QUANTITY,
             )?;
         }
@@ -271,7 +297,7 @@ impl<C: Connection> StockStore<C> {
                     .iter()
                     .map(|g| self.settings.keys.request(&g.request_id)),
             );
-            let mut args = Vec::with_capacity(3 + 3 * chunk.len());
+            let mut args = Vec::with_capacity(3 + 4 * chunk.len());
             args.push(self.settings.dedup_ttl_ms.clone());
             args.push(sku.to_owned());
             args.push(chunk.len().to_string());
@@ -279,6 +305,10 @@ impl<C: Connection> StockStore<C> {
                 args.push(grant.user_id.clone());
                 args.push(grant.quantity.to_string());
                 args.push(if grant.refunded { "1" } else { "0" }.to_owned());
+                args.push(fingerprint(
+                    &grant.user_id,
+                    std::iter::once((sku, grant.quantity)),
+                ));
             }
             let n = self.run(&SCRIPTS.restore, &keys, &args).await?.into_int()?;
             written += u64::try_from(n).unwrap_or(0);
@@ -348,12 +378,20 @@ impl<C: Connection> StockStore<C> {
     /// `replayed: true` and changes nothing), then the per-user limit of
     /// every item, then the stock of every item; only when all pass is every
     /// item deducted, logged, counted for the user, and marked sold out if it
-    /// reached 0. Every outcome is stored in the request record for the dedup TTL.
+    /// reached 0. Every outcome is stored in the request record for the dedup
+    /// TTL, with a fingerprint of the request (user and items, in any order;
+    /// not the per-user limit).
+    ///
+    /// A request id decided before for a *different* request (another user,
+    /// SKU or quantity) is refused with [`Error::RequestConflict`], which
+    /// carries the stored outcome; nothing changes. Records written before
+    /// fingerprints existed (and refund tombstones) carry none: any request
+    /// with their id replays their outcome, unchecked, until they expire.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] for bad input (see [`Deduction::validate`]), before
-    /// Redis is touched. [`Error::UnknownSku`] when a SKU has no stock set
+    /// Redis is touched. [`Error::RequestConflict`] for a reused request id. [`Error::UnknownSku`] when a SKU has no stock set
     /// (nothing written). [`Error::Redis`] when Redis fails: the script may
     /// have run, so retry with the same request id.
     ///
@@ -368,15 +406,23 @@ impl<C: Connection> StockStore<C> {
             .settings
             .keys
             .item_keys(&deduction.request_id, skus.clone());
-        let mut args = Vec::with_capacity(5 + 2 * deduction.items.len());
+        let mut args = Vec::with_capacity(6 + 2 * deduction.items.len());
         args.push(deduction.request_id.clone());
         args.push(deduction.user_id.clone());
         args.push(self.settings.dedup_ttl_ms.clone());
         args.push(deduction.per_user_limit.unwrap_or(0).to_string());
         args.push(deduction.items.len().to_string());
+        args.push(fingerprint(
+            &deduction.user_id,
+            deduction
+                .items
+                .iter()
+                .map(|(sku, qty)| (sku.as_str(), *qty)),
+        ));
         args.extend(skus.map(str::to_owned));
         args.extend(deduction.items.iter().map(|(_, qty)| qty.to_string()));
-        reply::decision(self.run(&SCRIPTS.deduct, &keys, &args).await?)
+        let answer = self.run(&SCRIPTS.deduct, &keys, &args).await?;
+        reply::decision(answer, &deduction.request_id)
     }
 
     /// Puts back exactly what request `request_id` deducted, once: the
@@ -389,9 +435,16 @@ impl<C: Connection> StockStore<C> {
     /// [`Cancelled`](crate::Outcome::Cancelled) instead of taking stock that
     /// nobody would refund.
     ///
+    /// A refund names only the request id: it always puts back the items the
+    /// record holds, whatever a later (conflicting) request with that id
+    /// asked for, and it leaves the record's fingerprint in place, so a retry
+    /// of the refunded deduction still replays [`Outcome::Deducted`](crate::Outcome).
+    ///
     /// # Errors
     ///
-    /// Bad request id; [`Error::Redis`] (retry: refunds are idempotent).
+    /// Bad request id; [`Error::Redis`] (retry: refunds are idempotent);
+    /// [`Error::UnexpectedReply`] for a record listing more than
+    /// [`MAX_ITEMS`](crate::MAX_ITEMS) items (not written by this crate).
     ///
     /// # Cancel safety
     ///
@@ -404,6 +457,12 @@ impl<C: Connection> StockStore<C> {
             // The items of a record never change once written; the script
             // checks that these are the record's before writing anything.
             let items = reply::record_items(self.keyed("HGETALL", &record, &[]).await?)?;
+            if items.len() > MAX_ITEMS {
+                return Err(Error::UnexpectedReply(format!(
+                    "the record of request {request_id:?} lists {} items, more than {MAX_ITEMS}",
+                    items.len()
+                )));
+            }
             let keys = self
                 .settings
                 .keys
@@ -446,9 +505,13 @@ impl<C: Connection> StockStore<C> {
     /// after the entry id `after` (from the start when `None`). Page through
     /// it by passing the last entry's [`id`](LogEntry::id) as `after`.
     ///
+    /// Valid `count`: 1 to [`MAX_LOG_PAGE`] (10,000).
+    ///
     /// # Errors
     ///
-    /// Bad SKU; [`Error::Redis`].
+    /// Bad SKU or `after` id ([`InvalidInput::EmptyId`],
+    /// [`InvalidInput::IdTooLong`]), `count` out of range
+    /// ([`InvalidInput::OutOfRange`]); [`Error::Redis`] (also for a malformed id).
     ///
     /// # Cancel safety
     ///
@@ -460,9 +523,15 @@ impl<C: Connection> StockStore<C> {
         count: usize,
     ) -> Result<Vec<LogEntry>, Error> {
         check_id("SKU", sku)?;
-        if count == 0 {
-            return Ok(Vec::new());
+        if let Some(after) = after {
+            check_id("log entry id", after)?;
         }
+        check_amount(
+            || "count (log page size)".into(),
+            u64::try_from(count).unwrap_or(u64::MAX),
+            1,
+            MAX_LOG_PAGE as u64,
+        )?;
         let key = self.settings.keys.log(sku);
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
         let args = [start, "+".to_owned(), "COUNT".to_owned(), count.to_string()];
@@ -488,20 +557,34 @@ impl<C: Connection> StockStore<C> {
     /// Drops the log entries of `sku` older than entry id `before` (once they
     /// are reconciled with the database); returns how many were removed.
     ///
+    /// The log has no TTL (it is what reconciliation reads): it holds one
+    /// entry per deduction and refund until trimmed here. Each script call
+    /// drops at most 1,000 entries, so trimming a huge log is many short
+    /// calls, never one that blocks Redis.
+    ///
     /// # Errors
     ///
     /// Bad SKU or id; [`Error::Redis`] (also for a malformed id).
     ///
     /// # Cancel safety
     ///
-    /// One command: safe to drop and retry.
+    /// Each batch is one script call: dropped, some batches ran; retrying
+    /// is safe (it drops what is left).
     pub async fn trim_log(&self, sku: &str, before: &str) -> Result<u64, Error> {
         check_id("SKU", sku)?;
         check_id("log entry id", before)?;
-        let key = self.settings.keys.log(sku);
-        let args = ["MINID".to_owned(), before.to_owned()];
-        let n = self.keyed("XTRIM", &key, &args).await?.into_int()?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let keys = [self.settings.keys.log(sku)];
+        let args = [before.to_owned(), TRIM_BATCH.to_string()];
+        let mut dropped = 0;
+        loop {
+            let answer = self.run(&SCRIPTS.trim_log, &keys, &args).await?;
+            let (n, more) = reply::trimmed(answer)?;
+            dropped += n;
+            // `more` with nothing dropped cannot happen; stop rather than spin.
+            if !more || n == 0 {
+                return Ok(dropped);
+            }
+        }
     }
 
     async fn keyed(&self, cmd: &'static str, key: &str, args: &[String]) -> Result<Reply, Error> {
@@ -553,7 +636,8 @@ impl Drop for LoadGuard<'_> {
     }
 }
 
-/// Grants per script call of [`StockStore::restore_grants`].
+/// Grants per script call of [`StockStore::restore_grants`]: fixed, not
+/// configurable; it bounds one call to 257 keys and about 5 commands per grant.
 pub const MAX_RESTORE_CHUNK: usize = 256;
 
 /// One grant to write back with [`StockStore::restore_grants`].

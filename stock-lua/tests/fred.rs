@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod suite;
+mod support;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;

@@ -1,4 +1,4 @@
-//! What the tests share: a handler log.
+//! What the tests share: a handler log, and the proptest configuration.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -46,4 +46,27 @@ impl Log {
     pub(crate) fn items(&self) -> Vec<u64> {
         self.calls().into_iter().flat_map(|c| c.items).collect()
     }
+}
+
+/// The seed every property test starts from unless `PROPTEST_RNG_SEED` says
+/// otherwise, so that a run is the same on every machine.
+pub(crate) const DEFAULT_SEED: u64 = 0x5ec1_1ba7_c4e5_2026;
+
+/// Proptest settings for one test: `cases` cases (unless `PROPTEST_CASES`
+/// is set, which proptest's default configuration reads) and a fixed RNG
+/// seed: `PROPTEST_RNG_SEED` when set, else [`DEFAULT_SEED`].
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    let seed = match std::env::var("PROPTEST_RNG_SEED") {
+        Ok(seed) => seed
+            .trim()
+            .parse()
+            .expect("PROPTEST_RNG_SEED must be an unsigned 64-bit integer"),
+        Err(_) => DEFAULT_SEED,
+    };
+    config.rng_seed = proptest::test_runner::RngSeed::Fixed(seed);
+    config
 }

@@ -9,6 +9,7 @@ use fred::types::scripts::Script;
 use fred::types::{Expiration, SetOptions, Value};
 
 use super::lua;
+use crate::entry;
 use crate::error::RedisError;
 
 static TAKE_LEASE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(lua::TAKE_LEASE));
@@ -102,7 +103,12 @@ async fn take_lease<C: LuaInterface + Sync>(
     marker: &[u8],
     ttl_ms: u64,
 ) -> Result<Option<Vec<u8>>, RedisError> {
-    let args = vec![bytes(marker), Value::Integer(millis(ttl_ms))];
+    let args = vec![
+        bytes(marker),
+        Value::Integer(millis(ttl_ms)),
+        bytes(&[entry::VALUE]),
+        bytes(entry::NOT_FOUND),
+    ];
     optional_bytes(eval(conn, &TAKE_LEASE, key, args).await?)
 }
 
@@ -121,8 +127,10 @@ async fn del_if_equal<C: LuaInterface + Sync>(
     conn: &C,
     key: &str,
     expected: &[u8],
+    only_without_ttl: bool,
 ) -> Result<bool, RedisError> {
-    one(eval(conn, &DEL_IF_EQUAL, key, vec![bytes(expected)]).await?)
+    let flag = bytes(if only_without_ttl { b"1" } else { b"0" });
+    one(eval(conn, &DEL_IF_EQUAL, key, vec![bytes(expected), flag]).await?)
 }
 
 delegate_backend!(Client);

@@ -6,6 +6,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::{Script, Value};
 
 use super::lua;
+use crate::entry;
 use crate::error::RedisError;
 
 static TAKE_LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(lua::TAKE_LEASE));
@@ -65,6 +66,8 @@ async fn take_lease<C: ConnectionLike + Clone>(
         .key(key)
         .arg(marker)
         .arg(ttl_ms)
+        .arg(&[entry::VALUE][..])
+        .arg(entry::NOT_FOUND)
         .invoke_async(&mut conn.clone())
         .await
         .map_err(RedisError::command)
@@ -92,10 +95,12 @@ async fn del_if_equal<C: ConnectionLike + Clone>(
     conn: &C,
     key: &str,
     expected: &[u8],
+    only_without_ttl: bool,
 ) -> Result<bool, RedisError> {
     DEL_IF_EQUAL
         .key(key)
         .arg(expected)
+        .arg(if only_without_ttl { "1" } else { "0" })
         .invoke_async::<i64>(&mut conn.clone())
         .await
         .map(|n| n == 1)

@@ -302,3 +302,123 @@ macro_rules! both_clients {
         }
     };
 }
+
+/// The seed property tests use unless `PROPTEST_RNG_SEED` says otherwise.
+pub const PROPTEST_SEED: u64 = 0x5ec0_ca5e_a51d_e001;
+
+/// The configuration of every property test of this crate: `cases` cases
+/// (unless `PROPTEST_CASES` is set: proptest's default config reads it) and
+/// a fixed seed, `PROPTEST_RNG_SEED` when set, else [`PROPTEST_SEED`], so a
+/// run is reproducible.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("PROPTEST_RNG_SEED={s:?} is not a u64: {e}"))
+        })
+        .unwrap_or(PROPTEST_SEED);
+    config.rng_seed = proptest::test_runner::RngSeed::Fixed(seed);
+    // The seed reproduces a failure; no regression files in the source tree.
+    config.failure_persistence = None;
+    config
+}
+
+/// A codec that stores a `Vec<u8>` value as its bytes, verbatim (what
+/// follows the cache's tag in Redis is exactly the value).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawBytes;
+
+impl seckill_cache_aside::Codec for RawBytes {
+    fn encode<V: serde::Serialize>(
+        &self,
+        value: &V,
+        out: &mut Vec<u8>,
+    ) -> Result<(), seckill_cache_aside::CodecError> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| seckill_cache_aside::CodecError::encode("raw", e))?;
+        let serde_json::Value::Array(items) = value else {
+            return Err(seckill_cache_aside::CodecError::encode(
+                "raw",
+                std::io::Error::other("RawBytes stores Vec<u8> only"),
+            ));
+        };
+        for item in items {
+            let byte = item
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or_else(|| {
+                    seckill_cache_aside::CodecError::encode(
+                        "raw",
+                        std::io::Error::other("RawBytes stores Vec<u8> only"),
+                    )
+                })?;
+            out.push(byte);
+        }
+        Ok(())
+    }
+
+    fn decode<V: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<V, seckill_cache_aside::CodecError> {
+        let value = serde_json::Value::Array(bytes.iter().map(|&b| b.into()).collect());
+        serde_json::from_value(value).map_err(|e| seckill_cache_aside::CodecError::decode("raw", e))
+    }
+}
+
+/// Every key under `prefix` (SCAN, so it is safe on a shared server).
+pub async fn keys_under(
+    admin: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(admin)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes every key under `prefix` (this test's own namespace only).
+pub async fn delete_under(admin: &mut redis::aio::MultiplexedConnection, prefix: &str) {
+    for key in keys_under(admin, prefix).await {
+        let _: i64 = admin.del(&key).await.unwrap();
+    }
+}
+
+/// `PTTL key`: -1 for a key without TTL, -2 for a missing key.
+pub async fn pttl(admin: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(admin)
+        .await
+        .unwrap()
+}
+
+/// A multi-threaded runtime for a property test (proptest's closures are
+/// synchronous; each case blocks on its async body).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -81,6 +81,9 @@ pub enum Deduction {
     Cancelled,
     /// No stock was ever set for the SKU: it is not on sale.
     UnknownSku,
+    /// This request id was first used for another purchase (another SKU,
+    /// quantity or buyer): a client bug; nothing was taken.
+    Conflict,
 }
 
 /// The stock of every SKU on sale, decided atomically (Redis and

@@ -15,6 +15,9 @@ pub enum AppError {
     /// The body is larger than the limit: 413.
     #[error("request body too large (limit {0} bytes)")]
     TooLarge(usize),
+    /// The request id was used before for another purchase: 409.
+    #[error("{0}")]
+    Conflict(String),
     /// No such resource: 404.
     #[error("{0}")]
     NotFound(String),
@@ -39,6 +42,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Unavailable(_) | AppError::Paused(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -53,6 +53,7 @@ pub async fn seckill(
         Err(AppError::BadRequest(_) | AppError::TooLarge(_)) => Outcome::BadRequest,
         Err(AppError::NotFound(_)) => Outcome::NotFound,
         Err(AppError::Paused(_)) => Outcome::Paused,
+        Err(AppError::Conflict(_)) => Outcome::Conflict,
         Err(_) => Outcome::Error,
     });
     match response {
@@ -86,6 +87,9 @@ async fn decide(
                 Err(e) => Err(e.into()),
             }
         }
+        Err(PurchaseError::Conflict(id)) => Err(AppError::Conflict(format!(
+            "request_id {id} was already used for another purchase (another SKU, quantity or user); use a new request_id"
+        ))),
         Err(PurchaseError::Unavailable(e)) => {
             tracing::error!(error = %e, %request_id, "stock deduction failed");
             Err(AppError::Unavailable(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::future::try_join_all;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use seckill::batcher::{Batch, Batcher, BuildError};
+use seckill::batcher::{Batch, Batcher, BuildError, FailedBatch};
 
 use super::message;
 use crate::domain::order::Order;
@@ -59,11 +59,11 @@ impl OrderSink {
             .capacity(8_192)
             .retries(3)
             .backoff(Duration::from_millis(100), Duration::from_secs(2))
-            .on_failure(move |batch: Batch<Order>, error| {
+            .on_failure(move |batch: FailedBatch<Order, KafkaError>| {
                 failures.orders_publish_failed.inc_by(batch.len() as u64);
                 tracing::warn!(
                     orders = batch.len(),
-                    %error,
+                    error = %batch.error(),
                     "Kafka did not take a batch of orders; the reconciler will republish them"
                 );
             })

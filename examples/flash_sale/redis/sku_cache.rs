@@ -23,19 +23,27 @@ pub struct SkuCatalog {
 
 impl SkuCatalog {
     /// The catalog of `store`, cached on `redis` under `namespace`.
-    pub fn new(redis: ConnectionManager, namespace: &str, store: Store) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// When a cache setting is out of its range (a bug in these constants).
+    pub fn new(
+        redis: ConnectionManager,
+        namespace: &str,
+        store: Store,
+    ) -> Result<Self, seckill::cache_aside::ConfigError> {
         let options = Options::default()
             .ttl(Duration::from_secs(300))
             .jitter(0.2)
             .not_found_ttl(Duration::from_secs(5))
             .double_delete_delay(Duration::from_millis(500))
             .backfill(Backfill::SetNx);
-        Self {
-            cache: Cache::new(redis, options),
+        Ok(Self {
+            cache: Cache::new(redis, options)?,
             // `v2`: the cached SKU carries its per-user limit.
             prefix: format!("flash-sale:{{{namespace}}}:sku:v2:").into(),
             store,
-        }
+        })
     }
 
     fn key(&self, id: u64) -> String {

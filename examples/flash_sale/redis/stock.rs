@@ -177,6 +177,7 @@ impl StockLedger for RedisStock {
         let decision = match self.store.deduct(&deduction).await {
             Ok(decision) => decision,
             Err(Error::UnknownSku { .. }) => return Ok(Deduction::UnknownSku),
+            Err(Error::RequestConflict { .. }) => return Ok(Deduction::Conflict),
             Err(error) => return Err(unavailable(error)),
         };
         let replayed = decision.replayed;

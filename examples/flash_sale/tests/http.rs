@@ -112,6 +112,15 @@ async fn purchase_outcomes(broker: Broker) {
         (StatusCode::ACCEPTED, json!("queued"))
     );
     assert_eq!(env.backends.stock.store().stock("7").await.unwrap(), 2);
+    // The same request id for another buyer: a client bug, refused with 409;
+    // nothing is taken and the first answer stands.
+    let (status, body) = client.buy("r-1", 5, 7).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("new request_id"),
+        "{body}"
+    );
+    assert_eq!(env.backends.stock.store().stock("7").await.unwrap(), 2);
     // The same user again with a new id: over the per-user limit.
     let (status, body) = client.buy("r-2", 1, 7).await;
     assert_eq!(
@@ -204,8 +213,9 @@ async fn purchase_outcomes(broker: Broker) {
         "seckill_requests_total{outcome=\"sold_out\"} 2\n",
         "seckill_requests_total{outcome=\"limit_exceeded\"} 2\n",
         "seckill_requests_total{outcome=\"not_found\"} 1\n",
+        "seckill_requests_total{outcome=\"conflict\"} 1\n",
         "seckill_orders_created_total 3\n",
-        "seckill_request_duration_seconds_count 9\n",
+        "seckill_request_duration_seconds_count 10\n",
         // SKU 7, SKU 8, and SKU 999 (an unknown SKU's purchase asks the
         // catalog whether its sale is paused or it does not exist).
         "seckill_cache_loads_total 3\n",

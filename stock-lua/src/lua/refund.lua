@@ -7,7 +7,7 @@
 --   KEYS[2+n+i]      deduction log of item i (stream)
 --   KEYS[2+2n+i]     units bought per user of item i (hash)
 -- ARGV:
---   ARGV[1] request id   ARGV[2] record TTL in milliseconds   ARGV[3] n
+--   ARGV[1] request id   ARGV[2] record TTL in milliseconds   ARGV[3] n (0 to 64)
 --   ARGV[3+i] SKU of item i   ARGV[3+n+i] quantity of item i
 -- Reply: { code }
 --   0 refunded, 1 already refunded, 2 the request deducted nothing,
@@ -17,7 +17,7 @@
 
 local req = KEYS[1]
 local n = tonumber(ARGV[3])
-if not n or n < 0 or #KEYS ~= 2 + 3 * n or #ARGV ~= 3 + 2 * n then
+if not n or n < 0 or n > 64 or #KEYS ~= 2 + 3 * n or #ARGV ~= 3 + 2 * n then
   return redis.error_reply('ERR seckill refund: KEYS/ARGV do not match the item count')
 end
 
@@ -60,5 +60,7 @@ for i = 1, n do
     redis.call('HDEL', KEYS[2 + 2 * n + i], user)
   end
 end
+-- Only the refund state changes: the outcome, the items and the request's
+-- fingerprint stay, so a retry of the deduction still replays (or conflicts).
 redis.call('HSET', req, 'st', 'r')
 return { 0 }

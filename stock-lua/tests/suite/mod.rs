@@ -8,6 +8,10 @@
     unreachable_pub
 )]
 
+mod conflict;
+pub mod props;
+pub use conflict::*;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
@@ -541,7 +545,14 @@ pub async fn bad_input_is_refused<C: Client>() {
             *e == InvalidInput::EmptyItems
         }),
         (order("r", "u", &[("a", 0)], None), |e| {
-            matches!(e, InvalidInput::Zero { .. })
+            matches!(
+                e,
+                InvalidInput::OutOfRange {
+                    value: 0,
+                    min: 1,
+                    ..
+                }
+            )
         }),
         (
             order("r", "u", &[("a", 1), ("a", 1)], None),
@@ -562,9 +573,10 @@ pub async fn bad_input_is_refused<C: Client>() {
         (order("r", "", &[("a", 1)], None), |e| {
             matches!(e, InvalidInput::EmptyId { field: "user id" })
         }),
-        (order("r", "u", &[("a", 1)], Some(0)), |e| {
-            matches!(e, InvalidInput::Zero { .. })
-        }),
+        (
+            order("r", "u", &[("a", 1)], Some(0)),
+            |e| matches!(e, InvalidInput::OutOfRange { field, value: 0, .. } if field == "per_user_limit"),
+        ),
     ];
     for (bad, check) in cases {
         match store.deduct(&bad).await {
@@ -588,7 +600,11 @@ pub async fn bad_input_is_refused<C: Client>() {
     ));
     assert!(matches!(
         store.set_stock("a", seckill_stock_lua::MAX_STOCK + 1).await,
-        Err(Error::Invalid(InvalidInput::TooLarge { .. }))
+        Err(Error::Invalid(InvalidInput::OutOfRange {
+            min: 0,
+            max: seckill_stock_lua::MAX_STOCK,
+            ..
+        }))
     ));
     assert_eq!(store.stock("a").await.unwrap(), 10);
     assert_eq!(store.deduction_log_len("a").await.unwrap(), 0);
@@ -652,7 +668,7 @@ pub async fn admin_and_ttl<C: Client>() {
     assert_eq!(store.stock("a").await.unwrap(), 7);
     assert!(matches!(
         store.add_stock("a", seckill_stock_lua::MAX_STOCK).await,
-        Err(Error::Invalid(InvalidInput::TooLarge { .. }))
+        Err(Error::Invalid(InvalidInput::OutOfRange { .. }))
     ));
     assert_eq!(store.stock("a").await.unwrap(), 7);
 
@@ -767,7 +783,7 @@ pub async fn restore_after_data_loss<C: Client>() {
                 })
             )
             .await,
-        Err(Error::Invalid(InvalidInput::Zero { .. }))
+        Err(Error::Invalid(InvalidInput::OutOfRange { value: 0, .. }))
     ));
     cleanup(&ns).await;
 }
@@ -776,6 +792,30 @@ pub async fn restore_after_data_loss<C: Client>() {
 #[macro_export]
 macro_rules! suite_tests {
     ($client:ty) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn same_id_other_request_conflicts() {
+            suite::same_id_other_request_conflicts::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn same_id_two_payloads_concurrently() {
+            suite::same_id_two_payloads_concurrently::<$client>().await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn log_page_and_trim_are_bounded() {
+            suite::log_page_and_trim_are_bounded::<$client>().await;
+        }
+        #[test]
+        fn prop_sequences_match_the_model() {
+            suite::props::sequences_match_the_model::<$client>();
+        }
+        #[test]
+        fn prop_concurrent_conservation() {
+            suite::props::concurrent_conservation::<$client>();
+        }
+        #[test]
+        fn prop_invalid_input_rejected() {
+            suite::props::invalid_input_rejected::<$client>();
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn restore_after_data_loss() {
             suite::restore_after_data_loss::<$client>().await;

@@ -36,6 +36,7 @@ use self::sold_out::{Check, GrantLoad, SoldOutFlags};
 use super::order::Order;
 use super::ports::{Deduction, GrantRecord, OrderQueue, StockLedger, Unavailable};
 use super::purchase::{Answer, Purchase};
+use super::request_id::RequestId;
 use crate::metrics::Metrics;
 
 pub use seckill::ratelimit::ConfigError as LimitError;
@@ -75,6 +76,10 @@ pub enum PurchaseError {
     /// decided; a retry with the same request id finds out.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// The request id was first used for another purchase; nothing was
+    /// decided for this one. The client must use a new request id.
+    #[error("request id {0} was already used for another purchase")]
+    Conflict(RequestId),
 }
 
 /// A sale on a stock ledger `S`, handing granted orders to queue `Q`.
@@ -227,6 +232,9 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
             }
             Deduction::Cancelled => Answer::Cancelled,
             Deduction::UnknownSku => return Err(PurchaseError::UnknownSku(sku)),
+            Deduction::Conflict => {
+                return Err(PurchaseError::Conflict(purchase.request_id.clone()));
+            }
         };
         Ok(answer)
     }
