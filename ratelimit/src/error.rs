@@ -98,7 +98,13 @@ impl std::fmt::Display for DenyReason {
     }
 }
 
-/// A limiter configuration that cannot work, reported by the `try_new` constructors.
+/// A limiter configuration that cannot work, reported by the `try_new`
+/// constructors and the `try_` builders.
+///
+/// The in-process limiters and [`Keyed`](crate::Keyed) report
+/// [`ConfigError::OutOfRange`] and [`ConfigError::DurationOutOfRange`], which
+/// name the argument and its valid range; the four older variants are no
+/// longer returned by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -118,4 +124,26 @@ pub enum ConfigError {
     /// microseconds and expiries in milliseconds).
     #[error("the window is shorter than 1 ms: give a window of at least 1 millisecond")]
     WindowTooShort,
+    /// A number outside its documented range (the in-process constructors
+    /// and builders): `field` names the argument, `range` its valid values.
+    #[error("{field} must be {range}, got {got}")]
+    OutOfRange {
+        /// The argument, as named in the constructor (`rate_per_sec`, `burst`, `max_keys`…).
+        field: &'static str,
+        /// The valid values, e.g. `1 to 1000000000`.
+        range: &'static str,
+        /// The value given.
+        got: u64,
+    },
+    /// A duration outside its documented range (the in-process constructors
+    /// and builders): `field` names the argument, `range` its valid values.
+    #[error("{field} must be {range}, got {got:?}")]
+    DurationOutOfRange {
+        /// The argument, as named in the constructor (`window`, `idle_ttl`).
+        field: &'static str,
+        /// The valid values, e.g. `1 ms to 584 years (u64::MAX ns)`.
+        range: &'static str,
+        /// The duration given.
+        got: Duration,
+    },
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{ConfigError, Denied};
 use crate::limiter::Limiter;
-use crate::sliding_window::check_window;
+use crate::range::{MAX_WINDOW, WindowKind, check_window};
 
 /// A lock-free fixed window counter: at most `limit` admissions in each
 /// window `[k·window, (k+1)·window)` of the clock.
@@ -20,9 +20,18 @@ use crate::sliding_window::check_window;
 /// multiple of 2³² windows (136 years of 1 s windows) would resume its old
 /// count for one window — a few extra denials, never extra admissions.
 ///
-/// A zero limit or a window under 1 ms given to [`FixedWindow::new`] builds a
-/// limiter that denies everything; [`FixedWindow::try_new`] reports it as an
-/// error instead.
+/// Valid ranges (checked by [`FixedWindow::try_new`], which names the
+/// argument and its range in a [`ConfigError`]):
+///
+/// | argument | valid range |
+/// |---|---|
+/// | `limit` | 1 to `u32::MAX` |
+/// | `window` | [`MIN_WINDOW`](crate::MIN_WINDOW) (1 ms) to [`MAX_WINDOW`](crate::MAX_WINDOW) (`u64::MAX` ns, about 584 years) |
+///
+/// [`FixedWindow::new`] never fails: a zero limit or a window under 1 ms
+/// builds a limiter that denies everything, and a window above
+/// [`MAX_WINDOW`](crate::MAX_WINDOW) (such as [`Duration::MAX`]) is
+/// saturated to it. Window arithmetic saturates instead of overflowing.
 ///
 /// # Examples
 ///
@@ -51,16 +60,29 @@ impl FixedWindow<DefaultClock> {
     ///
     /// # Panics
     ///
-    /// Never. A zero limit or a window under 1 ms gives a limiter that denies everything.
+    /// Never. A zero limit or a window under 1 ms gives a limiter that
+    /// denies everything (see above).
     pub fn new(limit: u32, window: Duration) -> Self {
         Self::with_clock(limit, window, DefaultClock::default())
     }
 
-    /// Like [`FixedWindow::new`], rejecting a zero limit or a window under 1 ms.
+    /// Like [`FixedWindow::new`], rejecting an argument outside its range:
+    /// `limit` 1 to `u32::MAX`, `window` 1 ms to [`MAX_WINDOW`](crate::MAX_WINDOW).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`] or [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::OutOfRange`] naming `limit`, or
+    /// [`ConfigError::DurationOutOfRange`] naming `window`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seckill_ratelimit::FixedWindow;
+    ///
+    /// let err = FixedWindow::try_new(5, Duration::ZERO).unwrap_err();
+    /// assert!(err.to_string().starts_with("window must be 1 ms to"));
+    /// ```
     pub fn try_new(limit: u32, window: Duration) -> Result<Self, ConfigError> {
         Self::try_with_clock(limit, window, DefaultClock::default())
     }
@@ -68,8 +90,12 @@ impl FixedWindow<DefaultClock> {
 
 impl<C: Clock> FixedWindow<C> {
     /// At most `limit` admissions per `window`, on the given clock.
+    ///
+    /// # Panics
+    ///
+    /// Never; out-of-range arguments as in [`FixedWindow::new`].
     pub fn with_clock(limit: u32, window: Duration, clock: C) -> Self {
-        let ok = check_window(limit, window).is_ok();
+        let ok = check_window(WindowKind::Fixed, limit, window.min(MAX_WINDOW)).is_ok();
         Self {
             state: AtomicU64::new(0),
             limit: if ok { limit } else { 0 },
@@ -78,13 +104,15 @@ impl<C: Clock> FixedWindow<C> {
         }
     }
 
-    /// Like [`FixedWindow::with_clock`], rejecting a zero limit or a window under 1 ms.
+    /// Like [`FixedWindow::with_clock`], rejecting an argument outside its
+    /// range (as [`FixedWindow::try_new`]).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`] or [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::OutOfRange`] naming `limit`, or
+    /// [`ConfigError::DurationOutOfRange`] naming `window`.
     pub fn try_with_clock(limit: u32, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        check_window(limit, window)?;
+        check_window(WindowKind::Fixed, limit, window)?;
         Ok(Self::with_clock(limit, window, clock))
     }
 

@@ -81,7 +81,11 @@ impl Gcra {
         let horizon = interval * u64::from(self.capacity);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            let next = tat.max(now).saturating_add(cost);
+            // Past the end of the clock (584 years): deny rather than
+            // saturate, which would grant tokens that were never refilled.
+            let Some(next) = tat.max(now).checked_add(cost) else {
+                return Err(Denied::rate_exceeded(Duration::from_nanos(u64::MAX - now)));
+            };
             let allowed_at = next.saturating_sub(horizon);
             if allowed_at > now {
                 return Err(Denied::rate_exceeded(Duration::from_nanos(
@@ -100,7 +104,8 @@ impl Gcra {
 
     /// Books the next `n` slots whatever the queue length and returns
     /// `(wait, booked)`: how long until the first booked slot, and the TAT
-    /// written (for [`Gcra::cancel`]). `None` when the cell never grants.
+    /// written (for [`Gcra::cancel`]). `None` when the cell never grants or
+    /// the booking would end past `u64::MAX` nanoseconds.
     pub(crate) fn reserve(&self, n: u32, now: u64) -> Option<(u64, u64)> {
         if self.interval == 0 {
             return None;
@@ -109,7 +114,8 @@ impl Gcra {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let start = tat.max(now);
-            let next = start.saturating_add(cost);
+            // Bookings past the end of the clock (584 years) never come.
+            let next = start.checked_add(cost)?;
             match self
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)

@@ -3,43 +3,65 @@
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use hashbrown::HashTable;
 
 use crate::clock::{Clock, saturating_nanos};
-use crate::error::Denied;
+use crate::error::{ConfigError, Denied};
 use crate::limiter::Limiter;
 
-const MAX_SHARDS: usize = 64;
+const SHARDS: usize = 64;
 const DEFAULT_MAX_KEYS: usize = 100_000;
 const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(60);
+
+/// The largest `max_keys` a [`Keyed`] map accepts: 16,777,216 keys.
+pub const MAX_KEYS: usize = 1 << 24;
+
+/// The longest `idle_ttl` a [`Keyed`] map accepts: `u64::MAX` nanoseconds
+/// (about 584 years); [`Keyed::idle_ttl`] saturates longer ones to it.
+pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 
 /// A limiter per key, built on first use by a factory, in a map that never
 /// holds more than `max_keys` keys.
 ///
+/// - **Capacity is exactly `max_keys`**: no key is ever evicted to make room
+///   while the map holds fewer than `max_keys` keys, whatever the size and
+///   however the keys hash (the bound is one count for the whole map, not a
+///   share per shard).
 /// - **Bounded**: a flood of distinct keys (spoofed IPs, random user ids)
-///   cannot grow memory past `max_keys`. When a shard is full, its idle keys
-///   are dropped first, then the quarter whose limiters will be back to
-///   their initial state soonest. A key that is being limited (an emptied
-///   bucket, a full window) is the last to go, so a flood of new keys cannot
-///   reset an attacker's own limit.
+///   cannot grow memory past `max_keys`. When the map is full, the next new
+///   key makes room for about an eighth of `max_keys` (at least one) in one
+///   pass over the map: every idle key goes (dropping it changes nothing),
+///   and only if that is not enough, the keys whose limiters will be back
+///   in their initial state soonest. Eviction follows the keys'
+///   [`Limiter::idle_from`] across the whole map: a key that is still being
+///   limited (an emptied bucket, a full window) is never dropped while an
+///   idle key or a key closer to idle is kept, so a flood of new keys cannot
+///   reset an attacker's own limit. The pass costs two visits per key held
+///   (and, while it runs, 8 bytes per key held), spread over the next
+///   `max_keys / 8` new keys.
 /// - **Idle keys leave**: a key whose limiter has been back in its initial
 ///   state (a full bucket, an empty window) for `idle_ttl` is dropped by the
 ///   next sweep of its shard (shards sweep themselves as new keys arrive, at
-///   most once per `idle_ttl / 4`), or by [`Keyed::evict_idle`]. Dropping
-///   such a key changes nothing.
+///   most once per `idle_ttl / 4`), or by [`Keyed::evict_idle`].
 /// - **Read-only for known keys**: a request for a known key takes a shared
-///   read lock and writes nothing but the limiter's own state.
+///   read lock on one of 64 shards and writes nothing but the limiter's own
+///   state.
 /// - **Keys are independent**: one key's flood never limits another key.
-/// - **Fast**: 64 shards under read-write locks; a known key takes a shared
-///   read lock and then the limiter's lock-free path. Each entry holds only
-///   the key and the limiter (24 bytes for a `u64` key and a token bucket).
 ///
 /// All limiters must read the same clock as the map: the factory's first
 /// limiter lends its clock to the map (the default clocks are process-wide,
 /// a [`ManualClock`](crate::ManualClock) must be cloned into the factory).
+///
+/// Configuration (validated by the `try_` builders, clamped by the others):
+///
+/// | setting | valid range | default |
+/// |---|---|---|
+/// | `max_keys` | 1 to [`MAX_KEYS`] (16,777,216) | 100,000 |
+/// | `idle_ttl` | 0 to [`MAX_IDLE_TTL`] (`u64::MAX` ns, about 584 years) | 60 s |
 ///
 /// # Examples
 ///
@@ -59,7 +81,11 @@ const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(60);
 /// ```
 pub struct Keyed<K, L: Limiter, S = RandomState> {
     shards: Box<[PaddedShard<K, L>]>,
-    per_shard: usize,
+    /// Keys held plus places reserved by inserts in progress; never above `max_keys`.
+    len: Padded<AtomicUsize>,
+    max_keys: usize,
+    /// Held by the one thread making room when the map is full.
+    evicting: Mutex<()>,
     idle_ttl: u64,
     factory: Box<dyn Fn() -> L + Send + Sync>,
     clock: L::Clock,
@@ -104,49 +130,102 @@ where
     /// when keys are not attacker-controlled).
     pub fn with_hasher(factory: impl Fn() -> L + Send + Sync + 'static, hasher: S) -> Self {
         let clock = factory().clock().clone();
-        let mut keyed = Self {
-            shards: Box::new([]),
-            per_shard: 0,
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Padded(RwLock::new(Shard {
+                        table: HashTable::new(),
+                        next_sweep: 0,
+                    }))
+                })
+                .collect(),
+            len: Padded(AtomicUsize::new(0)),
+            max_keys: DEFAULT_MAX_KEYS,
+            evicting: Mutex::new(()),
             idle_ttl: saturating_nanos(DEFAULT_IDLE_TTL),
             factory: Box::new(factory),
             clock,
             hasher,
-        };
-        keyed.reshard(DEFAULT_MAX_KEYS);
-        keyed
+        }
     }
 
-    /// At most `max_keys` keys are held (at least 1). Set it before use: it
+    /// At most `max_keys` keys are held; valid range 1 to [`MAX_KEYS`]
+    /// (16,777,216), default 100,000. A value outside it is clamped into it;
+    /// [`Keyed::try_max_keys`] rejects it instead. Set it before use: it
     /// empties the map.
     #[must_use]
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.reshard(max_keys.max(1));
+    pub fn max_keys(self, max_keys: usize) -> Self {
+        self.set_max_keys(max_keys.clamp(1, MAX_KEYS))
+    }
+
+    /// Like [`Keyed::max_keys`], rejecting a value outside 1 to [`MAX_KEYS`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::OutOfRange`] naming `max_keys` and its range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seckill_ratelimit::{Keyed, TokenBucket};
+    ///
+    /// let err = Keyed::<u64, TokenBucket>::new(|| TokenBucket::new(5, 10))
+    ///     .try_max_keys(0)
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "max_keys must be 1 to 16777216, got 0");
+    /// ```
+    pub fn try_max_keys(self, max_keys: usize) -> Result<Self, ConfigError> {
+        if !(1..=MAX_KEYS).contains(&max_keys) {
+            return Err(ConfigError::OutOfRange {
+                field: "max_keys",
+                range: "1 to 16777216",
+                got: u64::try_from(max_keys).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(self.set_max_keys(max_keys))
+    }
+
+    fn set_max_keys(mut self, max_keys: usize) -> Self {
+        for shard in self.shards.iter_mut() {
+            let shard = shard.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+            shard.table = HashTable::new();
+            shard.next_sweep = 0;
+        }
+        *self.len.0.get_mut() = 0;
+        self.max_keys = max_keys;
         self
     }
 
     /// Keys whose limiter has been back in its initial state for `idle_ttl`
-    /// are dropped (default 60 s; zero drops them as soon as they are idle).
+    /// are dropped; valid range 0 to [`MAX_IDLE_TTL`] (about 584 years),
+    /// default 60 s, zero drops them as soon as they are idle. A longer
+    /// duration is saturated to [`MAX_IDLE_TTL`]; [`Keyed::try_idle_ttl`]
+    /// rejects it instead.
     #[must_use]
     pub fn idle_ttl(mut self, idle_ttl: Duration) -> Self {
         self.idle_ttl = saturating_nanos(idle_ttl);
         self
     }
 
-    fn reshard(&mut self, max_keys: usize) {
-        // A power of two no larger than max_keys, so shards × per_shard ≤ max_keys.
-        let mut shards = MAX_SHARDS;
-        while shards > max_keys {
-            shards /= 2;
+    /// Like [`Keyed::idle_ttl`], rejecting a duration above [`MAX_IDLE_TTL`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::DurationOutOfRange`] naming `idle_ttl` and its range.
+    pub fn try_idle_ttl(self, idle_ttl: Duration) -> Result<Self, ConfigError> {
+        if idle_ttl > MAX_IDLE_TTL {
+            return Err(ConfigError::DurationOutOfRange {
+                field: "idle_ttl",
+                range: "0 to 18446744073709551615 ns (about 584 years)",
+                got: idle_ttl,
+            });
         }
-        self.per_shard = max_keys / shards;
-        self.shards = (0..shards)
-            .map(|_| {
-                Padded(RwLock::new(Shard {
-                    table: HashTable::new(),
-                    next_sweep: 0,
-                }))
-            })
-            .collect();
+        Ok(self.idle_ttl(idle_ttl))
+    }
+
+    /// The most keys the map holds (`max_keys`).
+    pub fn capacity(&self) -> usize {
+        self.max_keys
     }
 
     /// Admits `n` units for `key` or says how long to wait; the key's limiter
@@ -173,8 +252,8 @@ where
         self.insert_and_acquire(shard, hash, key, n, now)
     }
 
-    /// The first request for a key: builds its limiter under the shard's
-    /// write lock, making room first when the shard is full.
+    /// The first request for a key: reserves a place (making room when the
+    /// map is full), then builds its limiter under the shard's write lock.
     #[cold]
     #[inline(never)]
     fn insert_and_acquire<Q>(
@@ -189,40 +268,134 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut guard = write(shard);
-        if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-            return entry.limiter.try_acquire_at(n, now);
+        // Built before a place is reserved, so a panicking factory cannot
+        // leak a reservation.
+        let mut entry = None;
+        let mut reserved = false;
+        loop {
+            let mut guard = write(shard);
+            if let Some(found) = guard.table.find(hash, |e| e.key.borrow() == key) {
+                if reserved {
+                    self.len.0.fetch_sub(1, Ordering::AcqRel);
+                }
+                return found.limiter.try_acquire_at(n, now);
+            }
+            if now >= guard.next_sweep {
+                let dropped = guard.evict_idle(now, self.idle_ttl);
+                self.len.0.fetch_sub(dropped, Ordering::AcqRel);
+            }
+            let new = entry.take().unwrap_or_else(|| Entry {
+                key: key.to_owned(),
+                limiter: (self.factory)(),
+            });
+            if !reserved {
+                reserved = self.try_reserve();
+            }
+            if reserved {
+                let decision = new.limiter.try_acquire_at(n, now);
+                guard
+                    .table
+                    .insert_unique(hash, new, |e| self.hasher.hash_one(&e.key));
+                return decision;
+            }
+            entry = Some(new);
+            // Full: make room without holding a shard lock (the pass takes
+            // every shard's lock in turn), then look for the key again.
+            drop(guard);
+            self.make_room(now);
+            reserved = true;
         }
-        if now >= guard.next_sweep {
-            guard.evict_idle(now, self.idle_ttl);
+    }
+
+    /// Takes one place if the map is not full.
+    fn try_reserve(&self) -> bool {
+        self.len
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |len| {
+                (len < self.max_keys).then_some(len + 1)
+            })
+            .is_ok()
+    }
+
+    /// Frees places for about `max_keys / 8` new keys (at least one) and
+    /// returns holding one reserved place for the caller.
+    #[cold]
+    fn make_room(&self, now: u64) {
+        let _evicting = self.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            // Another thread may have made room while this one waited.
+            if self.try_reserve() {
+                return;
+            }
+            let batch = (self.max_keys / 8).max(1);
+            let mut ages: Vec<u64> =
+                Vec::with_capacity(self.len.0.load(Ordering::Acquire).min(self.max_keys));
+            for shard in self.shards.iter() {
+                let guard = read(&shard.0);
+                ages.extend(guard.table.iter().map(|e| e.limiter.idle_from(now)));
+            }
+            if ages.is_empty() {
+                // Every place is reserved by an insert in progress; they
+                // finish without this lock.
+                std::thread::yield_now();
+                continue;
+            }
+            let index = batch.min(ages.len()) - 1;
+            let (below, nth, _) = ages.select_nth_unstable(index);
+            // Drop everything idle (harmless) and, when that is not `batch`
+            // keys, the keys idle soonest: every key with idle_from below the
+            // threshold, and as many at the threshold as `batch` still needs.
+            let threshold = (*nth).max(now);
+            let mut ties = if threshold > now {
+                batch - below.iter().filter(|&&a| a < threshold).count()
+            } else {
+                usize::MAX
+            };
+            drop(ages);
+            let mut dropped = 0;
+            for shard in self.shards.iter() {
+                let mut guard = write(&shard.0);
+                guard.table.retain(|e| {
+                    let from = e.limiter.idle_from(now);
+                    let keep = if from < threshold || from <= now {
+                        false
+                    } else if from == threshold && ties > 0 {
+                        ties -= 1;
+                        false
+                    } else {
+                        true
+                    };
+                    if !keep {
+                        dropped += 1;
+                    }
+                    keep
+                });
+            }
+            if dropped > 0 {
+                // Keep one of the freed places for the caller.
+                self.len.0.fetch_sub(dropped - 1, Ordering::AcqRel);
+                return;
+            }
         }
-        if guard.table.len() >= self.per_shard {
-            guard.make_room(now, self.idle_ttl, self.per_shard);
-        }
-        let entry = Entry {
-            key: key.to_owned(),
-            limiter: (self.factory)(),
-        };
-        let decision = entry.limiter.try_acquire_at(n, now);
-        guard
-            .table
-            .insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
-        decision
     }
 
     /// Drops every key whose limiter has been back in its initial state for
     /// `idle_ttl`; returns how many were dropped.
     pub fn evict_idle(&self) -> usize {
         let now = self.clock.now();
-        self.shards
+        let dropped = self
+            .shards
             .iter()
             .map(|shard| write(&shard.0).evict_idle(now, self.idle_ttl))
-            .sum()
+            .sum();
+        self.len.0.fetch_sub(dropped, Ordering::AcqRel);
+        dropped
     }
 
-    /// Keys held now.
+    /// Keys held now, counting the ones being inserted by other threads at
+    /// this moment; never above `max_keys`.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| read(&s.0).table.len()).sum()
+        self.len.0.load(Ordering::Acquire)
     }
 
     /// Whether no key is held.
@@ -250,18 +423,22 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        write(self.shard(hash))
+        let removed = write(self.shard(hash))
             .table
             .find_entry(hash, |e| e.key.borrow() == key)
             .map(|occupied| occupied.remove())
-            .is_ok()
+            .is_ok();
+        if removed {
+            self.len.0.fetch_sub(1, Ordering::AcqRel);
+        }
+        removed
     }
 
     fn shard(&self, hash: u64) -> &RwLock<Shard<K, L>> {
         // Middle bits: hashbrown uses the lowest bits for the bucket and the
-        // highest seven as the tag inside a shard.
-        // The shard count is a power of two, so the mask keeps the index in range.
-        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        // highest seven as the tag inside a shard. SHARDS is a power of two,
+        // so the masked index is in range (the modulo keeps `get` infallible).
+        let index = usize::from((hash >> 32) as u16) % SHARDS;
         &self.shards[index].0
     }
 }
@@ -274,53 +451,22 @@ impl<K, L: Limiter> Shard<K, L> {
             .retain(|e| e.limiter.idle_from(now).saturating_add(idle_ttl) > now);
         before - self.table.len()
     }
-
-    /// Frees at least one place: idle keys first, then the quarter of the
-    /// shard that has been idle longest (or will be idle soonest).
-    fn make_room(&mut self, now: u64, idle_ttl: u64, per_shard: usize) {
-        self.evict_idle(now, idle_ttl);
-        if self.table.len() < per_shard {
-            return;
-        }
-        let mut ages: Vec<u64> = self
-            .table
-            .iter()
-            .map(|e| e.limiter.idle_from(now))
-            .collect();
-        if ages.is_empty() {
-            return;
-        }
-        let cut = ages.len() / 4;
-        let (_, threshold, _) = ages.select_nth_unstable(cut);
-        let threshold = *threshold;
-        let mut to_drop = cut.max(1);
-        self.table.retain(|e| {
-            if to_drop > 0 && e.limiter.idle_from(now) <= threshold {
-                to_drop -= 1;
-                false
-            } else {
-                true
-            }
-        });
-    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     // A panic in a user's Hash or Eq leaves the table consistent: keep going.
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<K, L: Limiter, S> std::fmt::Debug for Keyed<K, L, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyed")
             .field("shards", &self.shards.len())
-            .field("max_keys", &(self.per_shard * self.shards.len()))
+            .field("max_keys", &self.max_keys)
             .field("idle_ttl", &Duration::from_nanos(self.idle_ttl))
             .finish_non_exhaustive()
     }

@@ -7,7 +7,7 @@ use crate::clock::{Clock, DefaultClock};
 use crate::error::{ConfigError, Denied};
 use crate::gcra::Gcra;
 use crate::limiter::Limiter;
-use crate::token_bucket::check_rate;
+use crate::range::check_gcra;
 
 /// A lock-free leaky bucket that drains `rate_per_sec` units per second and
 /// holds at most `capacity`.
@@ -21,9 +21,20 @@ use crate::token_bucket::check_rate;
 ///   unit per `1/rate` — no burst at all, whatever the capacity.
 ///
 /// Both views share one `AtomicU64` (the time the bucket will be empty).
-/// A rate or capacity of 0 given to [`LeakyBucket::new`] builds a bucket that
-/// denies every metered request and whose pacer never grants;
-/// [`LeakyBucket::try_new`] reports it as an error instead.
+///
+/// Valid ranges (checked by [`LeakyBucket::try_new`], which names the
+/// argument and its range in a [`ConfigError::OutOfRange`]):
+///
+/// | argument | valid range |
+/// |---|---|
+/// | `rate_per_sec` | 1 to [`MAX_RATE_PER_SEC`](crate::MAX_RATE_PER_SEC) (10⁹: one per nanosecond) |
+/// | `capacity` | 1 to `u32::MAX` |
+/// | `n` of [`LeakyBucket::acquire_many`] | any `u32` (0 returns at once) |
+///
+/// [`LeakyBucket::new`] never fails: a rate or capacity of 0 builds a
+/// bucket that denies every metered request and whose pacer never grants,
+/// and a rate above 10⁹ is applied as 10⁹. The pacer's bookings saturate at
+/// `u64::MAX` nanoseconds of the clock (584 years) instead of overflowing.
 ///
 /// # Examples
 ///
@@ -50,16 +61,27 @@ impl LeakyBucket<DefaultClock> {
     ///
     /// # Panics
     ///
-    /// Never. A zero rate or capacity gives a bucket that never grants (see above).
+    /// Never. A zero rate or capacity gives a bucket that never grants, a
+    /// rate above 10⁹ is applied as 10⁹ (see above).
     pub fn new(rate_per_sec: u32, capacity: u32) -> Self {
         Self::with_clock(rate_per_sec, capacity, DefaultClock::default())
     }
 
-    /// Like [`LeakyBucket::new`], rejecting a zero rate or capacity.
+    /// Like [`LeakyBucket::new`], rejecting an argument outside its range:
+    /// `rate_per_sec` 1 to 10⁹, `capacity` 1 to `u32::MAX`.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroRate`] or [`ConfigError::ZeroCapacity`].
+    /// [`ConfigError::OutOfRange`] naming `rate_per_sec` or `capacity`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seckill_ratelimit::LeakyBucket;
+    ///
+    /// let err = LeakyBucket::try_new(2_000_000_000, 10).unwrap_err();
+    /// assert_eq!(err.to_string(), "rate_per_sec must be 1 to 1000000000, got 2000000000");
+    /// ```
     pub fn try_new(rate_per_sec: u32, capacity: u32) -> Result<Self, ConfigError> {
         Self::try_with_clock(rate_per_sec, capacity, DefaultClock::default())
     }
@@ -70,6 +92,10 @@ impl<C: Clock> LeakyBucket<C> {
     ///
     /// For the pacer under tokio's paused clock, use [`TokioClock`](crate::TokioClock)
     /// so the bucket's time and the sleeps agree.
+    ///
+    /// # Panics
+    ///
+    /// Never; out-of-range arguments as in [`LeakyBucket::new`].
     pub fn with_clock(rate_per_sec: u32, capacity: u32, clock: C) -> Self {
         Self {
             cell: Gcra::new(rate_per_sec, capacity),
@@ -77,13 +103,14 @@ impl<C: Clock> LeakyBucket<C> {
         }
     }
 
-    /// Like [`LeakyBucket::with_clock`], rejecting a zero rate or capacity.
+    /// Like [`LeakyBucket::with_clock`], rejecting an argument outside its
+    /// range (as [`LeakyBucket::try_new`]).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroRate`] or [`ConfigError::ZeroCapacity`].
+    /// [`ConfigError::OutOfRange`] naming `rate_per_sec` or `capacity`.
     pub fn try_with_clock(rate_per_sec: u32, capacity: u32, clock: C) -> Result<Self, ConfigError> {
-        check_rate(rate_per_sec, capacity)?;
+        check_gcra(rate_per_sec, capacity, "capacity")?;
         Ok(Self::with_clock(rate_per_sec, capacity, clock))
     }
 

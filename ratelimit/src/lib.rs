@@ -45,6 +45,7 @@
 //! - `fred`: the same through the fred client (`Fred`).
 //!
 //! Without `redis` or `fred` the crate pulls no Redis client.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -55,6 +56,7 @@ mod gcra;
 mod keyed;
 mod leaky_bucket;
 mod limiter;
+mod range;
 #[cfg(any(feature = "redis", feature = "fred"))]
 mod redis;
 mod sliding_window;
@@ -65,9 +67,10 @@ pub use clock::QuantaClock;
 pub use clock::{Clock, DefaultClock, ManualClock, StdClock, TokioClock};
 pub use error::{ConfigError, Denied, DenyReason};
 pub use fixed_window::FixedWindow;
-pub use keyed::Keyed;
+pub use keyed::{Keyed, MAX_IDLE_TTL, MAX_KEYS};
 pub use leaky_bucket::LeakyBucket;
 pub use limiter::Limiter;
+pub use range::{MAX_RATE_PER_SEC, MAX_WINDOW, MIN_WINDOW};
 #[cfg(feature = "fred")]
 pub use redis::Fred;
 #[cfg(feature = "redis")]
@@ -75,7 +78,7 @@ pub use redis::RedisRs;
 #[cfg(any(feature = "redis", feature = "fred"))]
 pub use redis::{
     Algorithm, Backend, BackendError, FailurePolicy, FailureStats, LuaScript, RedisLimiter,
-    ScriptCall,
+    RedisLimiterBuilder, ScriptCall,
 };
 pub use sliding_window::{MAX_SLIDING_LIMIT, SlidingWindow};
 pub use token_bucket::TokenBucket;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{ConfigError, Denied};
 use crate::limiter::Limiter;
+use crate::range::{self, MAX_WINDOW, WindowKind};
 
 /// An exact sliding window: no window of length `window`, wherever it
 /// starts, holds more than `limit` admissions — unlike a fixed window, which
@@ -19,10 +20,19 @@ use crate::limiter::Limiter;
 /// millions, prefer a [`TokenBucket`](crate::TokenBucket)), allocated when
 /// the limiter is built.
 ///
-/// A zero limit, a limit above [`MAX_SLIDING_LIMIT`] or a window under 1 ms
-/// given to [`SlidingWindow::new`] builds a limiter that denies everything with
-/// [`DenyReason::ExceedsCapacity`](crate::DenyReason::ExceedsCapacity);
-/// [`SlidingWindow::try_new`] reports it as an error instead.
+/// Valid ranges (checked by [`SlidingWindow::try_new`], which names the
+/// argument and its range in a [`ConfigError`]):
+///
+/// | argument | valid range |
+/// |---|---|
+/// | `limit` | 1 to [`MAX_SLIDING_LIMIT`] (16,777,216: 256 MiB of slots) |
+/// | `window` | [`MIN_WINDOW`](crate::MIN_WINDOW) (1 ms) to [`MAX_WINDOW`](crate::MAX_WINDOW) (`u64::MAX` ns, about 584 years) |
+///
+/// [`SlidingWindow::new`] never fails: a zero limit, a limit above
+/// [`MAX_SLIDING_LIMIT`] or a window under 1 ms builds a limiter that
+/// allocates nothing and denies everything with
+/// [`DenyReason::ExceedsCapacity`](crate::DenyReason::ExceedsCapacity); a
+/// window above [`MAX_WINDOW`] (such as [`Duration::MAX`]) is saturated to it.
 ///
 /// # Examples
 ///
@@ -61,18 +71,30 @@ impl SlidingWindow<DefaultClock> {
     ///
     /// # Panics
     ///
-    /// Never. A zero limit or a window under 1 ms gives a limiter that denies everything.
+    /// Never. A zero limit, a limit above [`MAX_SLIDING_LIMIT`] or a window
+    /// under 1 ms gives a limiter that denies everything (see above).
     pub fn new(limit: u32, window: Duration) -> Self {
         Self::with_clock(limit, window, DefaultClock::default())
     }
 
-    /// Like [`SlidingWindow::new`], rejecting a zero limit, a limit above
-    /// [`MAX_SLIDING_LIMIT`] or a window under 1 ms.
+    /// Like [`SlidingWindow::new`], rejecting an argument outside its range:
+    /// `limit` 1 to [`MAX_SLIDING_LIMIT`], `window` 1 ms to [`MAX_WINDOW`](crate::MAX_WINDOW).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`], [`ConfigError::LimitTooLarge`] or
-    /// [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::OutOfRange`] naming `limit`, or
+    /// [`ConfigError::DurationOutOfRange`] naming `window`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seckill_ratelimit::SlidingWindow;
+    ///
+    /// let err = SlidingWindow::try_new(0, Duration::from_secs(1)).unwrap_err();
+    /// assert_eq!(err.to_string(), "limit must be 1 to 16777216, got 0");
+    /// assert!(SlidingWindow::try_new(5, Duration::MAX).is_err());
+    /// ```
     pub fn try_new(limit: u32, window: Duration) -> Result<Self, ConfigError> {
         Self::try_with_clock(limit, window, DefaultClock::default())
     }
@@ -80,8 +102,13 @@ impl SlidingWindow<DefaultClock> {
 
 impl<C: Clock> SlidingWindow<C> {
     /// At most `limit` admissions in any `window`, on the given clock.
+    ///
+    /// # Panics
+    ///
+    /// Never; out-of-range arguments as in [`SlidingWindow::new`].
     pub fn with_clock(limit: u32, window: Duration, clock: C) -> Self {
-        let usable = check_window(limit, window).is_ok() && limit <= MAX_SLIDING_LIMIT;
+        let usable =
+            range::check_window(WindowKind::Sliding, limit, window.min(MAX_WINDOW)).is_ok();
         let limit = if usable { limit } else { 0 };
         Self {
             next: AtomicU64::new(0),
@@ -91,18 +118,15 @@ impl<C: Clock> SlidingWindow<C> {
         }
     }
 
-    /// Like [`SlidingWindow::with_clock`], rejecting a zero limit, a limit
-    /// above [`MAX_SLIDING_LIMIT`] or a window under 1 ms.
+    /// Like [`SlidingWindow::with_clock`], rejecting an argument outside its
+    /// range (as [`SlidingWindow::try_new`]).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroCapacity`], [`ConfigError::LimitTooLarge`] or
-    /// [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::OutOfRange`] naming `limit`, or
+    /// [`ConfigError::DurationOutOfRange`] naming `window`.
     pub fn try_with_clock(limit: u32, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        check_window(limit, window)?;
-        if limit > MAX_SLIDING_LIMIT {
-            return Err(ConfigError::LimitTooLarge);
-        }
+        range::check_window(WindowKind::Sliding, limit, window)?;
         Ok(Self::with_clock(limit, window, clock))
     }
 
@@ -230,14 +254,3 @@ impl<C: Clock> Limiter for SlidingWindow<C> {
 
 /// The largest in-process sliding window limit (256 MiB of slots).
 pub const MAX_SLIDING_LIMIT: u32 = 1 << 24;
-
-/// Rejects a zero limit or a window under 1 ms.
-pub(crate) fn check_window(limit: u32, window: Duration) -> Result<(), ConfigError> {
-    if limit == 0 {
-        return Err(ConfigError::ZeroCapacity);
-    }
-    if window < Duration::from_millis(1) {
-        return Err(ConfigError::WindowTooShort);
-    }
-    Ok(())
-}

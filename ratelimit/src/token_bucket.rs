@@ -4,6 +4,7 @@ use crate::clock::{Clock, DefaultClock};
 use crate::error::{ConfigError, Denied};
 use crate::gcra::Gcra;
 use crate::limiter::Limiter;
+use crate::range::check_gcra;
 
 /// A lock-free token bucket of `burst` tokens refilled at `rate_per_sec`.
 ///
@@ -15,9 +16,19 @@ use crate::limiter::Limiter;
 /// The refill interval is `10⁹ / rate` nanoseconds rounded up, so the rate is
 /// exact when it divides 10⁹ and otherwise never above the configured one.
 ///
-/// A rate or burst of 0 given to [`TokenBucket::new`] builds a bucket that
-/// denies every request with [`DenyReason::ExceedsCapacity`](crate::DenyReason::ExceedsCapacity);
-/// [`TokenBucket::try_new`] reports it as an error instead.
+/// Valid ranges (checked by [`TokenBucket::try_new`], which names the
+/// argument and its range in a [`ConfigError::OutOfRange`]):
+///
+/// | argument | valid range |
+/// |---|---|
+/// | `rate_per_sec` | 1 to [`MAX_RATE_PER_SEC`](crate::MAX_RATE_PER_SEC) (10⁹: one per nanosecond) |
+/// | `burst` | 1 to `u32::MAX` |
+///
+/// [`TokenBucket::new`] never fails: a rate or burst of 0 builds a bucket
+/// that denies every request with
+/// [`DenyReason::ExceedsCapacity`](crate::DenyReason::ExceedsCapacity), and a
+/// rate above 10⁹ is applied as 10⁹. No argument can overflow the arithmetic:
+/// `burst · interval` is at most `u32::MAX · 10⁹ < 2⁶⁴` nanoseconds.
 ///
 /// # Examples
 ///
@@ -46,23 +57,26 @@ impl TokenBucket<DefaultClock> {
     ///
     /// # Panics
     ///
-    /// Never. A zero rate or burst gives a bucket that denies everything (see above).
+    /// Never. A zero rate or burst gives a bucket that denies everything, a
+    /// rate above 10⁹ is applied as 10⁹ (see above).
     pub fn new(rate_per_sec: u32, burst: u32) -> Self {
         Self::with_clock(rate_per_sec, burst, DefaultClock::default())
     }
 
-    /// Like [`TokenBucket::new`], rejecting a zero rate or burst.
+    /// Like [`TokenBucket::new`], rejecting an argument outside its range:
+    /// `rate_per_sec` 1 to 10⁹, `burst` 1 to `u32::MAX`.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroRate`] or [`ConfigError::ZeroCapacity`].
+    /// [`ConfigError::OutOfRange`] naming `rate_per_sec` or `burst`.
     ///
     /// # Examples
     ///
     /// ```
-    /// use seckill_ratelimit::{ConfigError, TokenBucket};
+    /// use seckill_ratelimit::TokenBucket;
     ///
-    /// assert_eq!(TokenBucket::try_new(0, 10).unwrap_err(), ConfigError::ZeroRate);
+    /// let err = TokenBucket::try_new(0, 10).unwrap_err();
+    /// assert_eq!(err.to_string(), "rate_per_sec must be 1 to 1000000000, got 0");
     /// assert!(TokenBucket::try_new(5, 10).is_ok());
     /// ```
     pub fn try_new(rate_per_sec: u32, burst: u32) -> Result<Self, ConfigError> {
@@ -72,6 +86,10 @@ impl TokenBucket<DefaultClock> {
 
 impl<C: Clock> TokenBucket<C> {
     /// A full bucket on the given clock (a [`ManualClock`](crate::ManualClock) in tests).
+    ///
+    /// # Panics
+    ///
+    /// Never; out-of-range arguments as in [`TokenBucket::new`].
     pub fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Self {
         Self {
             cell: Gcra::new(rate_per_sec, burst),
@@ -79,13 +97,14 @@ impl<C: Clock> TokenBucket<C> {
         }
     }
 
-    /// Like [`TokenBucket::with_clock`], rejecting a zero rate or burst.
+    /// Like [`TokenBucket::with_clock`], rejecting an argument outside its
+    /// range (as [`TokenBucket::try_new`]).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroRate`] or [`ConfigError::ZeroCapacity`].
+    /// [`ConfigError::OutOfRange`] naming `rate_per_sec` or `burst`.
     pub fn try_with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Result<Self, ConfigError> {
-        check_rate(rate_per_sec, burst)?;
+        check_gcra(rate_per_sec, burst, "burst")?;
         Ok(Self::with_clock(rate_per_sec, burst, clock))
     }
 
@@ -129,15 +148,4 @@ impl<C: Clock> Limiter for TokenBucket<C> {
     fn idle_from(&self, _now: u64) -> u64 {
         self.cell.idle_from()
     }
-}
-
-/// Rejects a zero rate or capacity.
-pub(crate) fn check_rate(rate_per_sec: u32, capacity: u32) -> Result<(), ConfigError> {
-    if rate_per_sec == 0 {
-        return Err(ConfigError::ZeroRate);
-    }
-    if capacity == 0 {
-        return Err(ConfigError::ZeroCapacity);
-    }
-    Ok(())
 }

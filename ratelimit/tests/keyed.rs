@@ -32,7 +32,7 @@ fn a_million_distinct_keys_stay_within_max_keys() {
     assert!(peak <= 10_000, "held {peak} keys");
     assert!(
         keyed.len() >= 5_000,
-        "eviction drops a quarter of a shard at a time"
+        "eviction makes room for an eighth of max_keys at a time"
     );
 }
 

@@ -16,11 +16,12 @@ const BUCKET: Algorithm = Algorithm::TokenBucket {
 };
 
 async fn limiter<B: Backend>(backend: B, name: &str, policy: FailurePolicy) -> RedisLimiter<B> {
-    RedisLimiter::new(backend, name, BUCKET)
-        .unwrap()
+    RedisLimiter::builder(backend, name, BUCKET)
         .on_failure(policy)
         .timeout(Duration::from_millis(300))
         .probe_interval(Duration::ZERO)
+        .build()
+        .unwrap()
 }
 
 /// Three from Redis, then denied by Redis.
@@ -156,10 +157,17 @@ async fn fail_closed_on_fred() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_splits_the_limit_between_instances() {
+async fn fail_open_on_fred() {
     let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
-    let limiter = RedisLimiter::new(
+    let backend = fred(&redis.url()).await;
+    policy_holds_and_recovers(&mut redis, backend, FailurePolicy::FailOpen).await;
+}
+
+async fn fallback_splits_the_limit_between_instances<B: Backend>(
+    redis: &mut PrivateRedis,
+    backend: B,
+) {
+    let limiter = RedisLimiter::builder(
         backend,
         unique("split"),
         Algorithm::TokenBucket {
@@ -167,16 +175,64 @@ async fn fallback_splits_the_limit_between_instances() {
             burst: 10,
         },
     )
-    .unwrap()
     .on_failure(FailurePolicy::Fallback { instances: 4 })
     .timeout(Duration::from_millis(300))
-    .probe_interval(Duration::from_secs(3600));
+    .probe_interval(Duration::from_secs(3600))
+    .build()
+    .unwrap();
     limiter.try_acquire("k", 1).await.unwrap();
+    assert!(!limiter.fallback_is_built(), "built only once Redis fails");
     redis.stop();
     // ceil(10 / 4) = 3 on this instance; no probe within the hour.
     for _ in 0..3 {
         limiter.try_acquire("k", 1).await.unwrap();
     }
     assert!(limiter.try_acquire("k", 1).await.is_err());
+    assert!(limiter.fallback_is_built());
     assert_eq!(limiter.stats().errors, 1, "no Redis call between probes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_splits_the_limit_between_instances_on_redis_rs() {
+    let mut redis = PrivateRedis::start();
+    let backend = redis_rs(&redis.url()).await;
+    fallback_splits_the_limit_between_instances(&mut redis, backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_splits_the_limit_between_instances_on_fred() {
+    let mut redis = PrivateRedis::start();
+    let backend = fred(&redis.url()).await;
+    fallback_splits_the_limit_between_instances(&mut redis, backend).await;
+}
+
+/// A sliding window too large to hold exactly in process falls back to a
+/// fixed window of half its share: never more than the share in any window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_sliding_window_falls_back_within_its_share() {
+    let mut redis = PrivateRedis::start();
+    let backend = redis_rs(&redis.url()).await;
+    let limiter = RedisLimiter::builder(
+        backend,
+        unique("huge"),
+        Algorithm::SlidingWindow {
+            limit: 40_000,
+            window: Duration::from_secs(3600),
+        },
+    )
+    .on_failure(FailurePolicy::Fallback { instances: 4 })
+    .timeout(Duration::from_millis(300))
+    .probe_interval(Duration::from_secs(3600))
+    .build()
+    .unwrap();
+    redis.stop();
+    // Share 10,000 > 1,024: a fixed window of 5,000 per aligned hour.
+    let mut admitted = 0u32;
+    for _ in 0..20 {
+        if limiter.try_acquire("k", 1_000).await.is_ok() {
+            admitted += 1_000;
+        }
+    }
+    assert!((5_000..=10_000).contains(&admitted), "{admitted}");
+    assert_eq!(limiter.stats().errors, 1);
 }

@@ -159,3 +159,48 @@ async fn keyed_admits_exactly_the_burst_per_key() {
         assert_eq!(count.load(Ordering::Relaxed), 100);
     }
 }
+
+/// 8,000 tasks on 4 threads flood a `Keyed` map of 1,000 with 100,000 new
+/// keys while hammering one hot key: the map never holds more than 1,000,
+/// and the hot key — the most limited — is never evicted, so it admits
+/// exactly its burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_flood_stays_bounded_and_keeps_the_limited_key() {
+    let clock = ManualClock::new();
+    let c = clock.clone();
+    let keyed: Arc<Keyed<u64, TokenBucket<ManualClock>>> = Arc::new(
+        Keyed::new(move || TokenBucket::with_clock(1, 2_000, c.clone()))
+            .try_max_keys(1_000)
+            .unwrap(),
+    );
+    let hot_admitted = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..8_000u64)
+        .map(|task| {
+            let (keyed, hot_admitted, peak) = (keyed.clone(), hot_admitted.clone(), peak.clone());
+            tokio::spawn(async move {
+                for i in 0..12u64 {
+                    keyed.try_acquire(&(1 + task * 12 + i), 1).unwrap();
+                    if keyed.try_acquire(&0, 1).is_ok() {
+                        hot_admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if i % 4 == 0 {
+                        peak.fetch_max(keyed.len(), Ordering::Relaxed);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(peak.load(Ordering::Relaxed) <= 1_000);
+    assert!(keyed.len() <= 1_000);
+    assert!(keyed.contains_key(&0));
+    let held = (0..=8_000 * 12u64)
+        .filter(|k| keyed.contains_key(k))
+        .count();
+    assert_eq!(held, keyed.len(), "the count matches the keys really held");
+    assert_eq!(hot_admitted.load(Ordering::Relaxed), 2_000);
+}

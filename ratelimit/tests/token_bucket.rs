@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
+
+#[path = "support/prop.rs"]
+mod proptest_support;
 use seckill_ratelimit::{DenyReason, ManualClock, TokenBucket};
 
 #[test]
@@ -92,6 +95,8 @@ impl Model {
 }
 
 proptest! {
+    #![proptest_config(proptest_support::proptest_config(256))]
+
     #[test]
     fn matches_the_token_count_model(
         rate in 1u32..5_000,

@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
+
+#[path = "support/prop.rs"]
+mod proptest_support;
 use seckill_ratelimit::{DenyReason, FixedWindow, ManualClock, SlidingWindow};
 
 fn admit_all(limiter: impl Fn() -> bool) -> u32 {
@@ -77,6 +80,8 @@ fn sliding_window_admits_several_units_at_once() {
 }
 
 proptest! {
+    #![proptest_config(proptest_support::proptest_config(256))]
+
     #[test]
     fn no_window_ever_holds_more_than_the_limit(
         limit in 1u32..20,

@@ -2,12 +2,25 @@
 
 use std::time::Duration;
 
+use super::config;
 use crate::error::ConfigError;
-use crate::sliding_window::check_window;
-use crate::token_bucket::check_rate;
 
 /// The algorithm and limits of a [`RedisLimiter`](crate::RedisLimiter); the
 /// same four as in process, with the same meaning.
+///
+/// Valid ranges, checked by [`Algorithm::validate`] (and so by
+/// [`RedisLimiter::new`](crate::RedisLimiter::new)):
+///
+/// | field | range |
+/// |---|---|
+/// | `rate_per_sec`, `burst`, `capacity`, `limit` | 1 to 4,294,967,295 (`u32::MAX`) |
+/// | `burst / rate_per_sec`, `capacity / rate_per_sec` (full refill / drain time) | at most 365 days |
+/// | `window` | 1 ms to 365 days (31,536,000,000 ms), rounded up to whole ms |
+///
+/// Every key a script writes expires within that time (+ 1 ms), and no
+/// value makes a script's work grow: each call costs O(1) commands (the
+/// sliding window O(log n) in its sorted set, with one member per admitted
+/// call, whatever `limit` or the number of permits asked).
 ///
 /// # Examples
 ///
@@ -37,14 +50,16 @@ pub enum Algorithm {
         /// The bucket size.
         capacity: u32,
     },
-    /// At most `limit` in any window of length `window` (whole milliseconds).
+    /// At most `limit` in any window of length `window` (whole milliseconds,
+    /// rounded up).
     SlidingWindow {
         /// Admissions per window.
         limit: u32,
         /// The window length.
         window: Duration,
     },
-    /// At most `limit` per window aligned to the Unix epoch (whole milliseconds).
+    /// At most `limit` per window aligned to the Unix epoch (whole
+    /// milliseconds, rounded up).
     FixedWindow {
         /// Admissions per window.
         limit: u32,
@@ -54,24 +69,36 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Checks the limits can work.
+    /// Checks every field is in its range (see the table above).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroRate`], [`ConfigError::ZeroCapacity`] or
-    /// [`ConfigError::WindowTooShort`].
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] naming the first field out of range,
+    /// its range and the value given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seckill_ratelimit::Algorithm;
+    ///
+    /// let err = Algorithm::TokenBucket { rate_per_sec: 0, burst: 10 }.validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "rate_per_sec must be 1 to 4294967295, got 0");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         match *self {
             Algorithm::TokenBucket {
                 rate_per_sec,
-                burst: capacity,
-            }
-            | Algorithm::LeakyBucket {
+                burst,
+            } => check_bucket(rate_per_sec, "burst", burst),
+            Algorithm::LeakyBucket {
                 rate_per_sec,
                 capacity,
-            } => check_rate(rate_per_sec, capacity),
+            } => check_bucket(rate_per_sec, "capacity", capacity),
             Algorithm::SlidingWindow { limit, window }
-            | Algorithm::FixedWindow { limit, window } => check_window(limit, window),
+            | Algorithm::FixedWindow { limit, window } => {
+                config::positive("limit", limit)?;
+                config::window(window)
+            }
         }
     }
 
@@ -85,7 +112,7 @@ impl Algorithm {
     }
 
     /// The same algorithm with every limit divided by `instances` (rounded
-    /// up, at least 1): the local share of one app instance.
+    /// up, at least 1; `0` counts as 1): the local share of one app instance.
     pub fn share(&self, instances: u32) -> Algorithm {
         let part = |v: u32| v.div_ceil(instances.max(1)).max(1);
         match *self {
@@ -132,4 +159,24 @@ impl Algorithm {
             }
         }
     }
+}
+
+fn check_bucket(rate_per_sec: u32, size: &'static str, value: u32) -> Result<(), ConfigError> {
+    config::positive("rate_per_sec", rate_per_sec)?;
+    config::positive(size, value)?;
+    // Whole seconds of refill or drain, rounded up.
+    let secs = u64::from(value).div_ceil(u64::from(rate_per_sec));
+    if secs > config::MAX_WINDOW.as_secs() {
+        let field = if size == "burst" {
+            "burst / rate_per_sec (the full refill time)"
+        } else {
+            "capacity / rate_per_sec (the full drain time)"
+        };
+        return Err(config::duration(
+            field,
+            "at most 365 days (31536000 s)",
+            Duration::from_secs(secs),
+        ));
+    }
+    Ok(())
 }

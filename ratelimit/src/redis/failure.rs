@@ -31,11 +31,17 @@ pub enum FailurePolicy {
     /// Enforce the same algorithm in this process, with every limit divided
     /// by `instances` (go-zero's token limiter does this with the whole
     /// limit, so N instances admit N× during an outage). The default, with
-    /// `instances: 1`. A sliding window share above
-    /// [`MAX_SLIDING_LIMIT`](crate::MAX_SLIDING_LIMIT) cannot be held in
-    /// process and denies everything.
+    /// `instances: 1`.
+    ///
+    /// The in-process limiters are built on the first call Redis fails, not
+    /// before, and their memory is bounded: at most 64 MiB of limiter state
+    /// and at most 100,000 keys (idle keys go first). A sliding window share
+    /// above 1,024 is enforced by a fixed window of half the share, which
+    /// never admits more than the share in any window (an exact log would
+    /// take 16 bytes per unit of limit and key).
     Fallback {
-        /// How many app instances share the limit.
+        /// How many app instances share the limit: 1 to 65,536
+        /// (checked by [`RedisLimiterBuilder::build`](crate::RedisLimiterBuilder::build)).
         instances: u32,
     },
 }
@@ -161,6 +167,14 @@ impl Health {
     }
 }
 
+/// Above this share, the fallback of a sliding window is a fixed window of
+/// half the share (an exact in-process log keeps 16 bytes per unit).
+pub(crate) const FALLBACK_EXACT_SLIDING: u32 = 1_024;
+/// The most memory the fallback's limiters may hold, over all keys.
+const FALLBACK_BUDGET: usize = 64 << 20;
+/// The most keys the fallback holds.
+const FALLBACK_MAX_KEYS: usize = 100_000;
+
 /// The in-process limiters a [`FailurePolicy::Fallback`] uses, one per key.
 pub(crate) struct Fallback {
     keys: Keyed<String, Local>,
@@ -168,10 +182,12 @@ pub(crate) struct Fallback {
 
 impl Fallback {
     pub(crate) fn new(algorithm: Algorithm, instances: u32) -> Self {
-        let share = algorithm.share(instances);
+        let share = local_share(algorithm, instances);
         let idle = share.memory().max(Duration::from_secs(1));
         Self {
-            keys: Keyed::new(move || Local::new(share)).idle_ttl(idle),
+            keys: Keyed::new(move || Local::new(share))
+                .max_keys(max_keys(share))
+                .idle_ttl(idle),
         }
     }
 
@@ -186,6 +202,33 @@ impl std::fmt::Debug for Fallback {
             .field("keys", &self.keys)
             .finish()
     }
+}
+
+/// What one instance enforces in process: its share of the limits, with a
+/// large sliding window share replaced by a fixed window of half of it (any
+/// window of length `window` overlaps at most two aligned windows, so it
+/// never admits more than the share).
+pub(crate) fn local_share(algorithm: Algorithm, instances: u32) -> Algorithm {
+    match algorithm.share(instances) {
+        Algorithm::SlidingWindow { limit, window } if limit > FALLBACK_EXACT_SLIDING => {
+            Algorithm::FixedWindow {
+                limit: limit / 2,
+                window,
+            }
+        }
+        share => share,
+    }
+}
+
+/// Keys the fallback may hold within its memory budget.
+pub(crate) fn max_keys(share: Algorithm) -> usize {
+    // The key, the map entry and the limiter, roughly; the exact log adds
+    // 16 bytes per unit of limit.
+    let per_key = match share {
+        Algorithm::SlidingWindow { limit, .. } => 128 + 16 * limit as usize,
+        _ => 128,
+    };
+    (FALLBACK_BUDGET / per_key).clamp(1, FALLBACK_MAX_KEYS)
 }
 
 /// Any of the four in-process limiters.

@@ -1,9 +1,11 @@
 //! A limiter whose state lives in Redis, shared by every app instance.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::algorithm::Algorithm;
 use super::backend::{Backend, BackendError};
+use super::config;
 use super::failure::{FailurePolicy, FailureStats, Fallback, Health, closed};
 use super::scripts::{self, Mode, Outcome};
 use crate::error::{ConfigError, Denied};
@@ -37,12 +39,13 @@ const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
 /// let conn = redis::aio::ConnectionManager::new(client).await?;
-/// let per_user = RedisLimiter::new(
+/// let per_user = RedisLimiter::builder(
 ///     RedisRs::new(conn),
 ///     "buy",
 ///     Algorithm::TokenBucket { rate_per_sec: 5, burst: 10 },
-/// )?
-/// .on_failure(FailurePolicy::Fallback { instances: 4 });
+/// )
+/// .on_failure(FailurePolicy::Fallback { instances: 4 })
+/// .build()?;
 ///
 /// match per_user.try_acquire("user:42", 1).await {
 ///     Ok(()) => println!("go ahead"),
@@ -55,62 +58,151 @@ pub struct RedisLimiter<B: Backend> {
     name: String,
     algorithm: Algorithm,
     policy: FailurePolicy,
-    fallback: Option<Fallback>,
+    /// Built on the first call the policy decides, never before (a large
+    /// limit's in-process state is paid for only in an outage).
+    fallback: OnceLock<Fallback>,
     timeout: Duration,
     probe_interval: Duration,
     health: Health,
 }
 
-impl<B: Backend> RedisLimiter<B> {
-    /// A limiter named `name` (the prefix of its Redis keys) running
-    /// `algorithm` on `backend`, falling back to an in-process limiter while
-    /// Redis fails.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] for a zero rate, burst, capacity or limit, or a window
-    /// under 1 ms.
-    pub fn new(
-        backend: B,
-        name: impl Into<String>,
-        algorithm: Algorithm,
-    ) -> Result<Self, ConfigError> {
-        algorithm.validate()?;
-        let policy = FailurePolicy::default();
-        Ok(Self {
-            backend,
-            name: name.into(),
-            algorithm,
-            policy,
-            fallback: fallback_for(algorithm, policy),
-            timeout: DEFAULT_TIMEOUT,
-            probe_interval: DEFAULT_PROBE_INTERVAL,
-            health: Health::new(),
-        })
-    }
+/// Builds a [`RedisLimiter`], checking every value against its range.
+///
+/// | setting | range | default |
+/// |---|---|---|
+/// | the [`Algorithm`]'s fields | see [`Algorithm`] | — |
+/// | [`on_failure`](Self::on_failure) | [`FailurePolicy::Fallback`] `instances`: 1 to 65,536 | `Fallback { instances: 1 }` |
+/// | [`timeout`](Self::timeout) | 1 ms to 60 s | 250 ms |
+/// | [`probe_interval`](Self::probe_interval) | 0 to 24 hours | 100 ms |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seckill_ratelimit::{Algorithm, Backend, BackendError, FailurePolicy, RedisLimiter, ScriptCall};
+///
+/// # struct Offline;
+/// # impl Backend for Offline {
+/// #     async fn eval(&self, _: &ScriptCall) -> Result<Vec<i64>, BackendError> { unreachable!() }
+/// # }
+/// let err = RedisLimiter::builder(Offline, "api", Algorithm::TokenBucket { rate_per_sec: 5, burst: 10 })
+///     .timeout(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.to_string(), "timeout must be 1 ms to 60 s, got 0ns");
+/// ```
+#[must_use = "call build() to get the limiter"]
+pub struct RedisLimiterBuilder<B: Backend> {
+    backend: B,
+    name: String,
+    algorithm: Algorithm,
+    policy: FailurePolicy,
+    timeout: Duration,
+    probe_interval: Duration,
+}
 
+impl<B: Backend> RedisLimiterBuilder<B> {
     /// What to answer while Redis fails (default: an in-process fallback
-    /// with the whole limit).
-    #[must_use]
+    /// with the whole limit, `Fallback { instances: 1 }`; `instances` must be
+    /// 1 to 65,536).
     pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
         self.policy = policy;
-        self.fallback = fallback_for(self.algorithm, policy);
         self
     }
 
-    /// How long to wait for Redis before counting the call as failed (default 250 ms).
-    #[must_use]
+    /// How long to wait for Redis before counting the call as failed:
+    /// 1 ms to 60 s (default 250 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// While on the failure policy, how often one call tries Redis again
-    /// (default 100 ms; zero: every call).
-    #[must_use]
+    /// While on the failure policy, how often one call tries Redis again:
+    /// 0 (every call) to 24 hours (default 100 ms).
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
         self
+    }
+
+    /// The limiter, once every value is in range.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] naming the first field out of range
+    /// (an [`Algorithm`] field, `instances`, `timeout` or `probe_interval`),
+    /// its range and the value given.
+    pub fn build(self) -> Result<RedisLimiter<B>, ConfigError> {
+        self.algorithm.validate()?;
+        if let FailurePolicy::Fallback { instances } = self.policy {
+            config::instances(instances)?;
+        }
+        config::timeout(self.timeout)?;
+        config::probe_interval(self.probe_interval)?;
+        Ok(RedisLimiter {
+            backend: self.backend,
+            name: self.name,
+            algorithm: self.algorithm,
+            policy: self.policy,
+            fallback: OnceLock::new(),
+            timeout: self.timeout,
+            probe_interval: self.probe_interval,
+            health: Health::new(),
+        })
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for RedisLimiterBuilder<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiterBuilder")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("policy", &self.policy)
+            .field("timeout", &self.timeout)
+            .field("probe_interval", &self.probe_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> RedisLimiter<B> {
+    /// A limiter named `name` (the prefix of its Redis keys) running
+    /// `algorithm` on `backend`, with the default failure policy (an
+    /// in-process fallback), timeout (250 ms) and probe interval (100 ms).
+    /// Use [`RedisLimiter::builder`] to change them.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] when a field of `algorithm` is out
+    /// of its range (see [`Algorithm`]).
+    pub fn new(
+        backend: B,
+        name: impl Into<String>,
+        algorithm: Algorithm,
+    ) -> Result<Self, ConfigError> {
+        Self::builder(backend, name, algorithm).build()
+    }
+
+    /// A builder for a limiter with another failure policy, timeout or
+    /// probe interval; [`RedisLimiterBuilder::build`] checks them all.
+    pub fn builder(
+        backend: B,
+        name: impl Into<String>,
+        algorithm: Algorithm,
+    ) -> RedisLimiterBuilder<B> {
+        RedisLimiterBuilder {
+            backend,
+            name: name.into(),
+            algorithm,
+            policy: FailurePolicy::default(),
+            timeout: DEFAULT_TIMEOUT,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+        }
+    }
+
+    /// Whether the in-process fallback has been built (it is on the first
+    /// call the fallback policy decides). For tests.
+    #[doc(hidden)]
+    pub fn fallback_is_built(&self) -> bool {
+        self.fallback.get().is_some()
     }
 
     /// The limiter's name (the prefix of its Redis keys).
@@ -129,7 +221,9 @@ impl<B: Backend> RedisLimiter<B> {
     }
 
     /// Admits `n` units for `key` or says how long to wait; for a leaky
-    /// bucket, as a meter. `n == 0` always passes without a Redis call.
+    /// bucket, as a meter. `n == 0` always passes without a Redis call; `n`
+    /// above the burst, capacity or limit is denied without one. A call
+    /// costs one script run whose work does not grow with `n` or the limit.
     ///
     /// # Errors
     ///
@@ -160,6 +254,7 @@ impl<B: Backend> RedisLimiter<B> {
     /// Waits until `n` units for `key` pass. A leaky bucket books its slot in
     /// Redis and sleeps until it (a pacer: callers across all instances leave
     /// one per `1/rate`); the other algorithms retry after each `retry_after`.
+    /// `n` is 1 to the burst, capacity or limit (`0` passes at once).
     ///
     /// # Errors
     ///
@@ -175,6 +270,9 @@ impl<B: Backend> RedisLimiter<B> {
     pub async fn acquire(&self, key: &str, n: u32) -> Result<(), Denied> {
         if n == 0 {
             return Ok(());
+        }
+        if n > self.algorithm.capacity() {
+            return Err(Denied::exceeds_capacity());
         }
         if let Algorithm::LeakyBucket { .. } = self.algorithm {
             return match self.run(key, n, Mode::Pace).await {
@@ -239,10 +337,15 @@ impl<B: Backend> RedisLimiter<B> {
 
     fn by_policy(&self, key: &str, n: u32) -> Result<(), Denied> {
         self.health.decided_by_policy();
-        match (self.policy, &self.fallback) {
-            (FailurePolicy::FailOpen, _) => Ok(()),
-            (FailurePolicy::Fallback { .. }, Some(fallback)) => fallback.try_acquire(key, n),
-            _ => Err(closed(self.probe_interval.max(Duration::from_millis(1)))),
+        match self.policy {
+            FailurePolicy::FailOpen => Ok(()),
+            FailurePolicy::Fallback { instances } => self
+                .fallback
+                .get_or_init(|| Fallback::new(self.algorithm, instances))
+                .try_acquire(key, n),
+            FailurePolicy::FailClosed => {
+                Err(closed(self.probe_interval.max(Duration::from_millis(1))))
+            }
         }
     }
 }
@@ -257,12 +360,5 @@ impl<B: Backend> std::fmt::Debug for RedisLimiter<B> {
             .field("probe_interval", &self.probe_interval)
             .field("stats", &self.health.stats())
             .finish_non_exhaustive()
-    }
-}
-
-fn fallback_for(algorithm: Algorithm, policy: FailurePolicy) -> Option<Fallback> {
-    match policy {
-        FailurePolicy::Fallback { instances } => Some(Fallback::new(algorithm, instances)),
-        _ => None,
     }
 }

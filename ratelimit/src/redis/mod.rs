@@ -7,6 +7,7 @@ mod backend;
 mod client_fred;
 #[cfg(feature = "redis")]
 mod client_redis;
+mod config;
 mod failure;
 mod limiter;
 mod scripts;
@@ -18,5 +19,5 @@ pub use client_fred::Fred;
 #[cfg(feature = "redis")]
 pub use client_redis::RedisRs;
 pub use failure::{FailurePolicy, FailureStats};
-pub use limiter::RedisLimiter;
+pub use limiter::{RedisLimiter, RedisLimiterBuilder};
 pub use scripts::{LuaScript, ScriptCall};

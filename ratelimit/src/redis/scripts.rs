@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::algorithm::Algorithm;
+use super::config::ceil_millis;
 use crate::error::Denied;
 
 /// One of the four limiter scripts.
@@ -81,19 +82,15 @@ pub(crate) fn call(algorithm: &Algorithm, name: &str, key: &str, n: u32, mode: M
         },
         Algorithm::SlidingWindow { limit, window } => ScriptCall {
             script: LuaScript::SlidingWindow,
-            keys: vec![format!("{tag}:sw"), format!("{tag}:sw:seq")],
-            args: vec![millis(window), limit.into(), n],
+            keys: vec![format!("{tag}:sw")],
+            args: vec![ceil_millis(window), limit.into(), n],
         },
         Algorithm::FixedWindow { limit, window } => ScriptCall {
             script: LuaScript::FixedWindow,
             keys: vec![format!("{tag}:fw")],
-            args: vec![millis(window), limit.into(), n],
+            args: vec![ceil_millis(window), limit.into(), n],
         },
     }
-}
-
-fn millis(window: Duration) -> u64 {
-    u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What a script decided.
@@ -128,7 +125,7 @@ mod tests {
             window: Duration::from_secs(1),
         };
         let call = call(&algorithm, "api", "user:7", 1, Mode::Check);
-        assert_eq!(call.keys, ["{api:user:7}:sw", "{api:user:7}:sw:seq"]);
+        assert_eq!(call.keys, ["{api:user:7}:sw"]);
         assert_eq!(call.args, [1000, 5, 1]);
     }
 

@@ -1,6 +1,8 @@
 //! Connections to the real Redis for the tests, and a private `redis-server`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod prop;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
