@@ -214,10 +214,12 @@ impl<T, E> Batcher<T, E> {
         if self.is_closed() {
             return Err(entry);
         }
-        match self.sender_for(key) {
-            Some(sender) => sender.items.send(entry).await.map_err(|e| e.0),
-            None => Err(entry),
-        }
+        let Some(sender) = self.sender_for(key) else {
+            return Err(entry);
+        };
+        sender.items.send(entry).await.map_err(|e| e.0)?;
+        sender.count_accepted();
+        Ok(())
     }
 
     /// Enqueues `item` in `key`'s bucket if it has room, without waiting.
@@ -241,7 +243,9 @@ impl<T, E> Batcher<T, E> {
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(entry) => TrySubmitError::Full(entry.item),
                 mpsc::error::TrySendError::Closed(entry) => TrySubmitError::Closed(entry.item),
-            })
+            })?;
+        sender.count_accepted();
+        Ok(())
     }
 
     /// Hands every item queued now to the handler without waiting for

@@ -31,14 +31,39 @@ pub(crate) enum Control {
 pub(crate) struct BucketSender<T, E> {
     pub(crate) items: mpsc::Sender<Entry<T, E>>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
+    /// Items whose submit returned `Ok`, counted by the submitter after the
+    /// send. The queue's own length is no count of accepted items: a
+    /// submitter waiting for room holds a slot it may give back when the
+    /// batcher shuts down under it.
+    accepted: PaddedCounter,
 }
 
+/// A counter on a cache line of its own, so the submitters bumping it do not
+/// slow down the worker's counters.
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedCounter(AtomicU64);
+
 impl<T, E> BucketSender<T, E> {
-    /// Items accepted into this bucket's queue and not yet taken by its worker.
-    pub(crate) fn queued(&self) -> usize {
-        self.items
-            .max_capacity()
-            .saturating_sub(self.items.capacity())
+    pub(crate) fn new(
+        items: mpsc::Sender<Entry<T, E>>,
+        control: mpsc::UnboundedSender<Control>,
+    ) -> Self {
+        Self {
+            items,
+            control,
+            accepted: PaddedCounter::default(),
+        }
+    }
+
+    /// Counts one item accepted into this bucket.
+    pub(crate) fn count_accepted(&self) {
+        self.accepted.0.fetch_add(1, Ordering::Release);
+    }
+
+    /// Items accepted into this bucket so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.0.load(Ordering::Acquire)
     }
 }
 
@@ -85,10 +110,10 @@ impl Shared {
     pub(crate) fn stats<T, E>(&self, senders: &[BucketSender<T, E>]) -> Stats {
         let mut stats = Stats::default();
         for (counters, sender) in self.counters.iter().zip(senders) {
-            counters.add_to(&mut stats, || sender.queued());
+            counters.add_to(&mut stats, || sender.accepted());
         }
-        // The live sum never overshoots, so the highest one seen is still
-        // a count of accepted items.
+        // Neither count overshoots, so the highest sum seen is still a
+        // count of accepted items.
         let seen = self
             .submitted_seen
             .fetch_max(stats.submitted, Ordering::AcqRel);

@@ -236,7 +236,7 @@ where
                 Arc::clone(counters),
             );
             runtime.spawn(worker.run(Running(Arc::clone(&shared))));
-            senders.push(BucketSender { items, control });
+            senders.push(BucketSender::new(items, control));
         }
         Ok(Batcher::new(senders.into_boxed_slice(), shared))
     }

@@ -66,7 +66,6 @@
 //!   item exactly once; submits racing with it get their item back.
 //! - **Observable**: [`Batcher::stats`] counts submitted, handled and failed
 //!   items, retries, panics, and batches by [`Trigger`].
-#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -89,3 +88,8 @@ pub use error::{BatchError, BuildError, SubmitError, TrySubmitError, WaitError};
 pub use failed::FailedBatch;
 pub use handler::Handler;
 pub use stats::Stats;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

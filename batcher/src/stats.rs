@@ -119,22 +119,24 @@ impl BucketCounters {
         }
     }
 
-    /// Adds this bucket to `stats`; `queued` reads the number of items still
-    /// in the bucket's queue (accepted, not yet received by the worker).
+    /// Adds this bucket to `stats`; `accepted` reads how many items the
+    /// submitters counted as accepted into this bucket.
     ///
     /// The order of the reads matters. The worker counts an item `received`
     /// after taking it off the queue and before counting it handled, failed
     /// or abandoned (release increments; acquire loads here), so reading the
-    /// outcomes first, then `received`, then the queue never counts an item
-    /// twice and never sees an outcome without its item: the sum may lag
-    /// (an item between queue and counter) but never overshoots.
-    pub(crate) fn add_to(&self, stats: &mut Stats, queued: impl FnOnce() -> usize) {
+    /// outcomes first, then `received`, never sees an outcome without its
+    /// item. `submitted` is the larger of the worker's and the submitters'
+    /// counts: each counts only accepted items, so neither overshoots; the
+    /// submitters' lags by the sends still returning, the worker's by the
+    /// items still queued, and once no submit is in progress the submitters'
+    /// is exact.
+    pub(crate) fn add_to(&self, stats: &mut Stats, accepted: impl FnOnce() -> u64) {
         let get = |c: &AtomicU64| c.load(Ordering::Acquire);
         stats.handled += get(&self.handled);
         stats.failed += get(&self.failed);
         stats.abandoned += get(&self.abandoned);
-        stats.submitted += get(&self.received);
-        stats.submitted += queued() as u64;
+        stats.submitted += get(&self.received).max(accepted());
         stats.retries += get(&self.retries);
         stats.panics += get(&self.panics);
         for (trigger, counter) in Trigger::ALL.iter().zip(&self.batches) {

@@ -59,7 +59,6 @@
 //! Features: `redis` (default; redis-rs `ConnectionManager` and
 //! `MultiplexedConnection`), `fred` (fred `Client` and `Pool`), `postcard`
 //! (the `Postcard` binary codec; JSON is the default).
-#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -88,3 +87,8 @@ pub use entry::Cached;
 pub use error::{CodecError, ConfigError, Error, RedisError};
 pub use options::{Backfill, DeleteFailure, OnRedisError, Options};
 pub use stats::Stats;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

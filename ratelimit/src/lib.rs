@@ -45,7 +45,6 @@
 //! - `fred`: the same through the fred client (`Fred`).
 //!
 //! Without `redis` or `fred` the crate pulls no Redis client.
-#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -82,3 +81,8 @@ pub use redis::{
 };
 pub use sliding_window::{MAX_SLIDING_LIMIT, SlidingWindow};
 pub use token_bucket::TokenBucket;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

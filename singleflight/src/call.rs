@@ -1,6 +1,7 @@
 //! One execution in flight: its phase, its waiters and how they are woken.
 
 use std::mem;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -27,9 +28,13 @@ pub(crate) struct Call<V, E> {
 struct State<V, E> {
     phase: Phase<V, E>,
     /// Wakers of waiters that saw the call running. A cancelled waiter
-    /// clears its slot; slots are reclaimed when the list is drained, which
-    /// happens whenever the phase leaves `Running`.
+    /// clears its slot and puts its index on `free`, where the next waiter
+    /// takes it: the list never holds more slots than the most waiters
+    /// registered at once, however many come and go while one execution
+    /// runs. Drained whenever the phase leaves `Running`.
     wakers: Vec<Option<Waker>>,
+    /// Indices of cleared slots in `wakers`, for reuse in this generation.
+    free: Vec<usize>,
     /// Bumped each time `wakers` is drained, so that old tickets are void.
     generation: u64,
 }
@@ -68,6 +73,7 @@ impl<V, E> Call<V, E> {
             state: Mutex::new(State {
                 phase: Phase::Running,
                 wakers: Vec::new(),
+                free: Vec::new(),
                 generation: 0,
             }),
         }
@@ -126,6 +132,12 @@ impl<V, E> Call<V, E> {
     /// The leader publishes its outcome. Call only after the call's entry
     /// left the map (under the shard lock), so that no waiter can join any
     /// more and every join that happened is visible here.
+    ///
+    /// # Panics
+    ///
+    /// When cloning the outcome panics (a user's `Clone`): the waiters are
+    /// told [`Error::Panicked`] and woken first, then the panic resumes on
+    /// the leader's task.
     pub(crate) fn finish(&self, outcome: &Result<V, Error<E>>)
     where
         V: Clone,
@@ -136,16 +148,26 @@ impl<V, E> Call<V, E> {
         if self.waiters() == 0 {
             return;
         }
-        let wakers = {
+        // Cloned outside the lock, with a panic caught: a waiter must never
+        // be left on a `Running` call that nobody will finish.
+        let shared = catch_unwind(AssertUnwindSafe(|| outcome.clone()));
+        let (wakers, panic) = {
             let mut state = lock(&self.state);
-            state.phase = if self.waiters() == 0 {
-                Phase::Finished
-            } else {
-                Phase::Done(outcome.clone())
+            // A panic resumes even when the waiters left meanwhile: it is
+            // the user's code panicking, as it would without this crate.
+            let (phase, panic) = match shared {
+                Ok(_) if self.waiters() == 0 => (Phase::Finished, None),
+                Ok(shared) => (Phase::Done(shared), None),
+                Err(payload) if self.waiters() == 0 => (Phase::Finished, Some(payload)),
+                Err(payload) => (Phase::Done(Err(Error::Panicked)), Some(payload)),
             };
-            state.drain()
+            state.phase = phase;
+            (state.drain(), panic)
         };
         wake_all(wakers);
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
     }
 
     /// The leader is being dropped unfinished. Called with the call's shard
@@ -176,6 +198,7 @@ impl<V, E> Call<V, E> {
             && let Some(slot) = state.wakers.get_mut(ticket.index)
         {
             *slot = None;
+            state.free.push(ticket.index);
         }
         if matches!(state.phase, Phase::Done(_)) {
             return false;
@@ -202,16 +225,30 @@ impl<V, E> State<V, E> {
             }
             return;
         }
+        // A freed index is always in bounds (the list only grows within a
+        // generation); `get_mut` keeps that an invariant, not a panic.
+        let reused = self.free.pop().and_then(|index| {
+            let slot = self.wakers.get_mut(index)?;
+            *slot = Some(waker.clone());
+            Some(index)
+        });
+        let index = match reused {
+            Some(index) => index,
+            None => {
+                self.wakers.push(Some(waker.clone()));
+                self.wakers.len() - 1
+            }
+        };
         *ticket = Some(Ticket {
             generation: self.generation,
-            index: self.wakers.len(),
+            index,
         });
-        self.wakers.push(Some(waker.clone()));
     }
 
     /// Takes every stored waker and voids every ticket.
     fn drain(&mut self) -> Vec<Option<Waker>> {
         self.generation = self.generation.wrapping_add(1);
+        self.free.clear();
         mem::take(&mut self.wakers)
     }
 }
@@ -219,5 +256,13 @@ impl<V, E> State<V, E> {
 fn wake_all(wakers: Vec<Option<Waker>>) {
     for waker in wakers.into_iter().flatten() {
         waker.wake();
+    }
+}
+
+#[cfg(test)]
+impl<V, E> Call<V, E> {
+    /// Slots in the waker list (live and cleared), for tests.
+    pub(crate) fn waker_slots(&self) -> usize {
+        lock(&self.state).wakers.len()
     }
 }

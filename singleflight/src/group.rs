@@ -47,6 +47,10 @@ struct Inner<K, V, E, S> {
 
 impl<K, V, E> Group<K, V, E> {
     /// Creates an empty group with the standard library's randomly seeded hasher.
+    ///
+    /// A group takes no numeric settings: its 64 shards are fixed and it
+    /// holds only one entry per key in flight and one slot per waiting
+    /// caller, both freed when the execution ends.
     pub fn new() -> Self {
         Self::with_hasher(RandomState::new())
     }
@@ -76,6 +80,10 @@ impl<K, V, E, S> fmt::Debug for Group<K, V, E, S> {
 
 impl<K, V, E, S> Group<K, V, E, S> {
     /// Creates an empty group that hashes keys with `hasher`.
+    ///
+    /// Any `BuildHasher` works, a weak one too: the shard is chosen from a
+    /// mix of every bit of the hash, so an identity hasher for integer keys
+    /// still spreads them over all 64 shards.
     pub fn with_hasher(hasher: S) -> Self {
         Group {
             inner: Arc::new(Inner {
@@ -217,5 +225,49 @@ where
         self.inner
             .shards
             .waiters(self.inner.hasher.hash_one(key), key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::future::{Future, pending};
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use super::*;
+
+    #[test]
+    fn waiters_coming_and_going_on_a_stuck_execution_keep_memory_bounded() {
+        let group: Group<u64, u64, ()> = Group::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut leader = pin!(group.run(1, pending));
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        // 10,000 callers, each waits (registers its waker) and gives up
+        // (a timeout), while the leader's load never finishes.
+        for _ in 0..10_000 {
+            let mut waiter = Box::pin(group.run(1, pending));
+            assert!(waiter.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(group.waiters(&1), 1);
+        }
+        assert_eq!(group.waiters(&1), 0);
+        let hash = group.inner.hasher.hash_one(1u64);
+        let call = group.inner.shards.call(hash, &1).unwrap();
+        // One slot, reused by each waiter in turn (it was 10,000 before).
+        assert_eq!(call.waker_slots(), 1);
+
+        // 100 waiting at once, then leaving: at most 100 slots, ever.
+        let mut waiters: Vec<_> = (0..100).map(|_| Box::pin(group.run(1, pending))).collect();
+        for round in 0..50 {
+            for waiter in &mut waiters {
+                assert!(waiter.as_mut().poll(&mut cx).is_pending());
+            }
+            assert_eq!(group.waiters(&1), 100, "round {round}");
+            waiters = (0..100).map(|_| Box::pin(group.run(1, pending))).collect();
+        }
+        drop(waiters);
+        assert_eq!(call.waker_slots(), 100);
+        assert_eq!(group.waiters(&1), 0);
     }
 }

@@ -69,3 +69,8 @@ mod shards;
 
 pub use error::Error;
 pub use group::Group;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

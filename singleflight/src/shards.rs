@@ -10,9 +10,29 @@ use hashbrown::hash_table::Entry;
 use crate::call::Call;
 use crate::lock::lock;
 
-/// Shards per group. A power of two; enough that a few hundred threads
-/// hammering distinct keys seldom share a lock.
-const SHARDS: usize = 64;
+/// log2 of the number of shards per group.
+const SHARD_BITS: u32 = 6;
+
+/// Shards per group (64). A power of two; enough that a few hundred threads
+/// hammering distinct keys seldom share a lock. Fixed: there is nothing to
+/// configure, so nothing to validate.
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// An odd constant with well-spread bits (2^64 divided by the golden ratio):
+/// multiplying by it carries every bit of a hash into the top bits.
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The shard for `hash`.
+///
+/// Taken from the top bits of `hash * MIX` so that every bit of the hash
+/// counts: a weak hasher (an identity hasher for integer keys, common with
+/// `nohash`-style `BuildHasher`s) whose hashes differ only in their low bits
+/// still spreads keys over every shard. hashbrown indexes buckets with the
+/// hash's low bits and tags with its own top seven, which the product's top
+/// bits do not repeat.
+fn shard_index(hash: u64) -> usize {
+    (hash.wrapping_mul(MIX) >> (u64::BITS - SHARD_BITS)) as usize
+}
 
 /// One key's slot: the precomputed hash (never recomputed on rehash), the
 /// key and its execution.
@@ -54,9 +74,7 @@ impl<K, V, E> Shards<K, V, E> {
 
     /// Locks the shard that holds `hash`.
     pub(crate) fn lock(&self, hash: u64) -> ShardGuard<'_, K, V, E> {
-        // hashbrown indexes buckets with the low bits and tags with the top
-        // seven; pick the shard from bits in between.
-        let index = (hash >> 32) as usize % self.shards.len();
+        let index = shard_index(hash) % self.shards.len();
         lock(&self.shards[index].0)
     }
 
@@ -111,6 +129,18 @@ impl<K: Eq, V, E> Shards<K, V, E> {
             .map_or(0, |slot| slot.call.waiters())
     }
 
+    /// The execution in flight for `key`, for tests.
+    #[cfg(test)]
+    pub(crate) fn call<Q>(&self, hash: u64, key: &Q) -> Option<Arc<Call<V, E>>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.lock(hash)
+            .find(hash, |slot| slot.key.borrow() == key)
+            .map(|slot| Arc::clone(&slot.call))
+    }
+
     /// Drops the entry for `key`, whatever execution it holds.
     pub(crate) fn forget<Q>(&self, hash: u64, key: &Q)
     where
@@ -133,5 +163,31 @@ pub(crate) fn remove_call<K, V, E>(
 ) {
     if let Ok(slot) = table.find_entry(hash, |slot| Arc::ptr_eq(&slot.call, call)) {
         slot.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_that_differ_only_in_low_bits_use_every_shard() {
+        // What an identity hasher gives for the keys 0..4096.
+        let mut used = [0usize; SHARDS];
+        for hash in 0..4_096u64 {
+            used[shard_index(hash)] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 0), "{used:?}");
+        // And no shard gets more than twice its fair share (64 each).
+        assert!(used.iter().all(|&n| n <= 128), "{used:?}");
+    }
+
+    #[test]
+    fn hashes_that_differ_only_in_high_bits_use_every_shard() {
+        let mut used = [0usize; SHARDS];
+        for top in 0..4_096u64 {
+            used[shard_index(top << 52)] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 0), "{used:?}");
     }
 }

@@ -440,3 +440,84 @@ fn group_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<Group<String, Vec<u8>, std::io::ErrorKind>>();
 }
+
+/// A value whose `Clone` panics: stands for a user type with a faulty
+/// `Clone` (or one that runs out of memory while cloning).
+#[derive(Debug, PartialEq)]
+struct CloneBomb;
+
+impl Clone for CloneBomb {
+    fn clone(&self) -> Self {
+        panic!("clone bomb")
+    }
+}
+
+/// Runs a leader whose closure returns `outcome` after 1,000 waiters joined,
+/// and returns what the leader's task and each waiter got.
+async fn leader_outcome_cannot_be_cloned<V, E>(
+    outcome: Result<V, E>,
+) -> Vec<Result<Result<V, Error<E>>, tokio::time::error::Elapsed>>
+where
+    V: Clone + Send + std::fmt::Debug + 'static,
+    E: Clone + Send + std::fmt::Debug + 'static,
+{
+    let group: Group<u64, V, E> = Group::new();
+    let open = gate();
+    let leader = {
+        let (group, open) = (group.clone(), open.clone());
+        tokio::spawn(async move {
+            group
+                .run(1, || async move {
+                    pass(&open).await;
+                    outcome
+                })
+                .await
+        })
+    };
+    while !group.contains_key(&1) {
+        tokio::task::yield_now().await;
+    }
+    let waiters: Vec<_> = (0..1_000)
+        .map(|_| {
+            let group = group.clone();
+            tokio::spawn(async move {
+                // Only catches a hang (virtual time: fires once every task idles).
+                tokio::time::timeout(
+                    Duration::from_secs(60),
+                    group.run(1, || async { unreachable!("the leader runs") }),
+                )
+                .await
+            })
+        })
+        .collect();
+    while group.waiters(&1) != 1_000 {
+        tokio::task::yield_now().await;
+    }
+    open.close();
+    let err = leader.await.unwrap_err();
+    assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"clone bomb"));
+    let mut got = Vec::new();
+    for waiter in waiters {
+        got.push(waiter.await.unwrap());
+    }
+    assert!(group.is_empty());
+    got
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_clone_of_the_value_reaches_waiters_as_panicked() {
+    let got = leader_outcome_cannot_be_cloned::<CloneBomb, String>(Ok(CloneBomb)).await;
+    assert_eq!(got.len(), 1_000);
+    for outcome in got {
+        assert_eq!(outcome.expect("no waiter hangs"), Err(Error::Panicked));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_clone_of_the_error_reaches_waiters_as_panicked() {
+    let got = leader_outcome_cannot_be_cloned::<u64, CloneBomb>(Err(CloneBomb)).await;
+    assert_eq!(got.len(), 1_000);
+    for outcome in got {
+        assert_eq!(outcome.expect("no waiter hangs"), Err(Error::Panicked));
+    }
+}
