@@ -167,7 +167,7 @@ fn interleaved_ratio<K>(
 fn keyed(c: &mut Criterion) {
     let mut group = c.benchmark_group("keyed_100k_keys");
     let ours: Keyed<u64, TokenBucket> =
-        Keyed::new(|| TokenBucket::new(1_000_000, 1_000_000)).max_keys(2 * KEYS as usize);
+        Keyed::new(TokenBucket::new(1_000_000, 1_000_000)).max_keys(2 * KEYS as usize);
     let theirs = RateLimiter::keyed(Quota::per_second(nz(1_000_000)).allow_burst(nz(1_000_000)));
     for key in 0..KEYS {
         let _ = ours.try_acquire(&key, 1);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{ConfigError, Denied};
-use crate::limiter::Limiter;
+use crate::limiter::{KeyedLimiter, Limiter};
 use crate::range::{MAX_WINDOW, WindowKind, check_window};
 
 /// A lock-free fixed window counter: at most `limit` admissions in each
@@ -139,6 +139,12 @@ impl<C: Clock> FixedWindow<C> {
     }
 
     fn acquire_at(&self, n: u32, now: u64) -> Result<(), Denied> {
+        self.acquire_on(&self.state, n, now)
+    }
+
+    /// Admits `n` units at `now` on the window whose state is `cell`.
+    #[inline]
+    fn acquire_on(&self, cell: &AtomicU64, n: u32, now: u64) -> Result<(), Denied> {
         if n == 0 {
             return Ok(());
         }
@@ -147,7 +153,7 @@ impl<C: Clock> FixedWindow<C> {
         }
         let number = now / self.window;
         let tag = number & u64::from(u32::MAX);
-        let mut state = self.state.load(Ordering::Acquire);
+        let mut state = cell.load(Ordering::Acquire);
         loop {
             let count = if state >> 32 == tag {
                 state & u64::from(u32::MAX)
@@ -161,7 +167,7 @@ impl<C: Clock> FixedWindow<C> {
                     next_window.saturating_sub(now),
                 )));
             }
-            match self.state.compare_exchange_weak(
+            match cell.compare_exchange_weak(
                 state,
                 (tag << 32) | wanted,
                 Ordering::AcqRel,
@@ -187,7 +193,32 @@ impl<C: Clock> Limiter for FixedWindow<C> {
     }
 
     fn idle_from(&self, now: u64) -> u64 {
-        let state = self.state.load(Ordering::Acquire);
+        self.idle_on(&self.state, now)
+    }
+}
+
+impl<C: Clock> KeyedLimiter for FixedWindow<C> {
+    /// The window number and count, packed.
+    type State = AtomicU64;
+
+    fn new_state(&self) -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline]
+    fn try_acquire_state(&self, state: &AtomicU64, n: u32, now: u64) -> Result<(), Denied> {
+        self.acquire_on(state, n, now)
+    }
+
+    fn state_idle_from(&self, state: &AtomicU64, now: u64) -> u64 {
+        self.idle_on(state, now)
+    }
+}
+
+impl<C: Clock> FixedWindow<C> {
+    /// When the window whose state is `cell` is back to its initial state.
+    fn idle_on(&self, cell: &AtomicU64, now: u64) -> u64 {
+        let state = cell.load(Ordering::Acquire);
         if state & u64::from(u32::MAX) == 0 {
             return 0;
         }

@@ -14,11 +14,17 @@ use crate::error::Denied;
 
 const NANOS_PER_SEC: u32 = 1_000_000_000;
 
-/// Parameters and state of one GCRA cell: 16 bytes, so a keyed map of
-/// token buckets stays small.
+/// One GCRA cell: its settings and its state, 16 bytes.
 #[derive(Debug)]
 pub(crate) struct Gcra {
-    tat: AtomicU64,
+    pub(crate) tat: AtomicU64,
+    pub(crate) rate: GcraRate,
+}
+
+/// The settings of a GCRA cell, apart from its state (the TAT), so a keyed
+/// map keeps them once and one `AtomicU64` per key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GcraRate {
     /// Nanoseconds per unit (at most 10⁹); 0 for a limiter that never grants.
     interval: u32,
     capacity: u32,
@@ -42,11 +48,42 @@ impl Gcra {
         };
         Self {
             tat: AtomicU64::new(0),
-            interval,
-            capacity,
+            rate: GcraRate { interval, capacity },
         }
     }
 
+    pub(crate) fn rate(&self) -> u32 {
+        self.rate.rate()
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.rate.capacity
+    }
+
+    pub(crate) fn interval(&self) -> u64 {
+        u64::from(self.rate.interval)
+    }
+
+    #[inline]
+    pub(crate) fn try_acquire(&self, n: u32, now: u64) -> Result<(), Denied> {
+        self.rate.try_acquire(&self.tat, n, now)
+    }
+
+    pub(crate) fn reserve(&self, n: u32, now: u64) -> Option<(u64, u64)> {
+        self.rate.reserve(&self.tat, n, now)
+    }
+
+    pub(crate) fn cancel(&self, n: u32, booked: u64) {
+        self.rate.cancel(&self.tat, n, booked);
+    }
+
+    /// When the cell is back to its initial state (a full bucket): the TAT.
+    pub(crate) fn idle_from(&self) -> u64 {
+        self.tat.load(Ordering::Acquire)
+    }
+}
+
+impl GcraRate {
     /// The rate the cell applies: 10⁹ / interval, rounded to the nearest
     /// integer (the configured rate unless it is above about 20,000/s and
     /// does not divide 10⁹); 0 for a cell that never grants.
@@ -57,17 +94,10 @@ impl Gcra {
         (NANOS_PER_SEC + self.interval / 2) / self.interval
     }
 
-    pub(crate) fn capacity(&self) -> u32 {
-        self.capacity
-    }
-
-    pub(crate) fn interval(&self) -> u64 {
-        u64::from(self.interval)
-    }
-
-    /// Admits `n` units at `now` if they fit, without waiting.
+    /// Admits `n` units at `now` if they fit on the cell whose TAT is
+    /// `tat_cell`, without waiting.
     #[inline]
-    pub(crate) fn try_acquire(&self, n: u32, now: u64) -> Result<(), Denied> {
+    pub(crate) fn try_acquire(&self, tat_cell: &AtomicU64, n: u32, now: u64) -> Result<(), Denied> {
         if n == 0 {
             return Ok(());
         }
@@ -79,7 +109,7 @@ impl Gcra {
         let cost = interval * u64::from(n);
         // `capacity · interval`: how far ahead of now the TAT may run.
         let horizon = interval * u64::from(self.capacity);
-        let mut tat = self.tat.load(Ordering::Acquire);
+        let mut tat = tat_cell.load(Ordering::Acquire);
         loop {
             // Past the end of the clock (584 years): deny rather than
             // saturate, which would grant tokens that were never refilled.
@@ -92,10 +122,7 @@ impl Gcra {
                     allowed_at - now,
                 )));
             }
-            match self
-                .tat
-                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match tat_cell.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(current) => tat = current,
             }
@@ -106,20 +133,17 @@ impl Gcra {
     /// `(wait, booked)`: how long until the first booked slot, and the TAT
     /// written (for [`Gcra::cancel`]). `None` when the cell never grants or
     /// the booking would end past `u64::MAX` nanoseconds.
-    pub(crate) fn reserve(&self, n: u32, now: u64) -> Option<(u64, u64)> {
+    pub(crate) fn reserve(&self, tat_cell: &AtomicU64, n: u32, now: u64) -> Option<(u64, u64)> {
         if self.interval == 0 {
             return None;
         }
         let cost = u64::from(self.interval) * u64::from(n);
-        let mut tat = self.tat.load(Ordering::Acquire);
+        let mut tat = tat_cell.load(Ordering::Acquire);
         loop {
             let start = tat.max(now);
             // Bookings past the end of the clock (584 years) never come.
             let next = start.checked_add(cost)?;
-            match self
-                .tat
-                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match tat_cell.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some((start - now, next)),
                 Err(current) => tat = current,
             }
@@ -129,19 +153,14 @@ impl Gcra {
     /// Gives back `n` slots booked by [`Gcra::reserve`] that ended at `booked`,
     /// if nobody booked after them (otherwise they stay used: a gap in the
     /// output, never an excess).
-    pub(crate) fn cancel(&self, n: u32, booked: u64) {
+    pub(crate) fn cancel(&self, tat_cell: &AtomicU64, n: u32, booked: u64) {
         let cost = u64::from(self.interval) * u64::from(n);
-        let _ = self.tat.compare_exchange(
+        let _ = tat_cell.compare_exchange(
             booked,
             booked.saturating_sub(cost),
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-    }
-
-    /// When the cell is back to its initial state (a full bucket): the TAT.
-    pub(crate) fn idle_from(&self) -> u64 {
-        self.tat.load(Ordering::Acquire)
     }
 }
 
@@ -158,6 +177,7 @@ mod tests {
         assert_eq!(Gcra::new(20_000, 1).rate(), 20_000);
         assert_eq!(Gcra::new(0, 1).rate(), 0);
         assert_eq!(std::mem::size_of::<Gcra>(), 16);
+        assert_eq!(std::mem::size_of::<GcraRate>(), 8);
     }
 
     #[test]
@@ -167,8 +187,8 @@ mod tests {
         let (wait_b, b) = cell.reserve(1, 0).unwrap();
         assert_eq!((wait_a, wait_b), (0, 100_000_000));
         cell.cancel(1, a); // b booked after a: a's slot stays used
-        assert_eq!(cell.tat.load(Ordering::Acquire), b);
+        assert_eq!(cell.idle_from(), b);
         cell.cancel(1, b);
-        assert_eq!(cell.tat.load(Ordering::Acquire), a);
+        assert_eq!(cell.idle_from(), a);
     }
 }

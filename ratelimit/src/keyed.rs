@@ -11,7 +11,7 @@ use hashbrown::HashTable;
 
 use crate::clock::{Clock, saturating_nanos};
 use crate::error::{ConfigError, Denied};
-use crate::limiter::Limiter;
+use crate::limiter::KeyedLimiter;
 
 const SHARDS: usize = 64;
 const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -24,8 +24,13 @@ pub const MAX_KEYS: usize = 1 << 24;
 /// (about 584 years); [`Keyed::idle_ttl`] saturates longer ones to it.
 pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 
-/// A limiter per key, built on first use by a factory, in a map that never
-/// holds more than `max_keys` keys.
+/// A limiter per key, in a map that never holds more than `max_keys` keys.
+///
+/// The map holds one limiter, the template, and per key only its state
+/// ([`KeyedLimiter::State`]): a key seen for the first time starts as the
+/// template was built (a full bucket, an empty window), and the template's
+/// settings apply to every key. For a token or leaky bucket or a fixed
+/// window the state is 8 bytes, so a `u64` key costs 16 bytes in the table.
 ///
 /// - **Capacity is exactly `max_keys`**: no key is ever evicted to make room
 ///   while the map holds fewer than `max_keys` keys, whatever the size and
@@ -37,7 +42,7 @@ pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 ///   pass over the map: every idle key goes (dropping it changes nothing),
 ///   and only if that is not enough, the keys whose limiters will be back
 ///   in their initial state soonest. Eviction follows the keys'
-///   [`Limiter::idle_from`] across the whole map: a key that is still being
+///   [`KeyedLimiter::state_idle_from`] across the whole map: a key that is still being
 ///   limited (an emptied bucket, a full window) is never dropped while an
 ///   idle key or a key closer to idle is kept, so a flood of new keys cannot
 ///   reset an attacker's own limit. The pass costs two visits per key held
@@ -52,9 +57,7 @@ pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 ///   state.
 /// - **Keys are independent**: one key's flood never limits another key.
 ///
-/// All limiters must read the same clock as the map: the factory's first
-/// limiter lends its clock to the map (the default clocks are process-wide,
-/// a [`ManualClock`](crate::ManualClock) must be cloned into the factory).
+/// The map reads the template's clock.
 ///
 /// Configuration (validated by the `try_` builders, clamped by the others):
 ///
@@ -69,7 +72,7 @@ pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 /// use std::time::Duration;
 /// use seckill_ratelimit::{Keyed, TokenBucket};
 ///
-/// let per_ip: Keyed<String, TokenBucket> = Keyed::new(|| TokenBucket::new(5, 10))
+/// let per_ip: Keyed<String, TokenBucket> = Keyed::new(TokenBucket::new(5, 10))
 ///     .max_keys(1_000_000)
 ///     .idle_ttl(Duration::from_secs(60));
 /// let ip = "203.0.113.7".to_string();
@@ -79,16 +82,16 @@ pub const MAX_IDLE_TTL: Duration = Duration::from_nanos(u64::MAX);
 /// assert!(per_ip.try_acquire(&ip, 1).is_err());
 /// assert!(per_ip.try_acquire("198.51.100.1", 1).is_ok()); // another key
 /// ```
-pub struct Keyed<K, L: Limiter, S = RandomState> {
-    shards: Box<[PaddedShard<K, L>]>,
+pub struct Keyed<K, L: KeyedLimiter, S = RandomState> {
+    shards: Box<[PaddedShard<K, L::State>]>,
     /// Keys held plus places reserved by inserts in progress; never above `max_keys`.
     len: Padded<AtomicUsize>,
     max_keys: usize,
     /// Held by the one thread making room when the map is full.
     evicting: Mutex<()>,
     idle_ttl: u64,
-    factory: Box<dyn Fn() -> L + Send + Sync>,
-    clock: L::Clock,
+    /// The settings every key's state is read with.
+    limiter: L,
     hasher: S,
 }
 
@@ -98,38 +101,37 @@ pub struct Keyed<K, L: Limiter, S = RandomState> {
 #[repr(align(128))]
 struct Padded<T>(T);
 
-type PaddedShard<K, L> = Padded<RwLock<Shard<K, L>>>;
+type PaddedShard<K, St> = Padded<RwLock<Shard<K, St>>>;
 
-struct Shard<K, L> {
-    table: HashTable<Entry<K, L>>,
+struct Shard<K, St> {
+    table: HashTable<Entry<K, St>>,
     next_sweep: u64,
 }
 
-struct Entry<K, L> {
+struct Entry<K, St> {
     key: K,
-    limiter: L,
+    state: St,
 }
 
-impl<K, L: Limiter> Keyed<K, L, RandomState>
+impl<K, L: KeyedLimiter> Keyed<K, L, RandomState>
 where
     K: Hash + Eq + Send + Sync,
 {
-    /// A map building each key's limiter with `factory`, holding at most
-    /// 100,000 keys and dropping keys idle for 60 s (change both with the
-    /// builder methods).
-    pub fn new(factory: impl Fn() -> L + Send + Sync + 'static) -> Self {
-        Self::with_hasher(factory, RandomState::new())
+    /// A map giving each key a limiter with `limiter`'s settings (in the
+    /// state `limiter` was built in), holding at most 100,000 keys and
+    /// dropping keys idle for 60 s (change both with the builder methods).
+    pub fn new(limiter: L) -> Self {
+        Self::with_hasher(limiter, RandomState::new())
     }
 }
 
-impl<K, L: Limiter, S: BuildHasher> Keyed<K, L, S>
+impl<K, L: KeyedLimiter, S: BuildHasher> Keyed<K, L, S>
 where
     K: Hash + Eq + Send + Sync,
 {
     /// Like [`Keyed::new`] with your own hasher (a faster one than SipHash
     /// when keys are not attacker-controlled).
-    pub fn with_hasher(factory: impl Fn() -> L + Send + Sync + 'static, hasher: S) -> Self {
-        let clock = factory().clock().clone();
+    pub fn with_hasher(limiter: L, hasher: S) -> Self {
         Self {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -143,8 +145,7 @@ where
             max_keys: DEFAULT_MAX_KEYS,
             evicting: Mutex::new(()),
             idle_ttl: saturating_nanos(DEFAULT_IDLE_TTL),
-            factory: Box::new(factory),
-            clock,
+            limiter,
             hasher,
         }
     }
@@ -169,7 +170,7 @@ where
     /// ```
     /// use seckill_ratelimit::{Keyed, TokenBucket};
     ///
-    /// let err = Keyed::<u64, TokenBucket>::new(|| TokenBucket::new(5, 10))
+    /// let err = Keyed::<u64, TokenBucket>::new(TokenBucket::new(5, 10))
     ///     .try_max_keys(0)
     ///     .unwrap_err();
     /// assert_eq!(err.to_string(), "max_keys must be 1 to 16777216, got 0");
@@ -240,13 +241,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let now = self.clock.now();
+        let now = self.limiter.clock().now();
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         {
             let guard = read(shard);
             if let Some(entry) = guard.table.find(hash, |e| e.key.borrow() == key) {
-                return entry.limiter.try_acquire_at(n, now);
+                return self.limiter.try_acquire_state(&entry.state, n, now);
             }
         }
         self.insert_and_acquire(shard, hash, key, n, now)
@@ -258,7 +259,7 @@ where
     #[inline(never)]
     fn insert_and_acquire<Q>(
         &self,
-        shard: &RwLock<Shard<K, L>>,
+        shard: &RwLock<Shard<K, L::State>>,
         hash: u64,
         key: &Q,
         n: u32,
@@ -268,7 +269,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        // Built before a place is reserved, so a panicking factory cannot
+        // Built before a place is reserved, so a panicking `new_state` cannot
         // leak a reservation.
         let mut entry = None;
         let mut reserved = false;
@@ -278,21 +279,21 @@ where
                 if reserved {
                     self.len.0.fetch_sub(1, Ordering::AcqRel);
                 }
-                return found.limiter.try_acquire_at(n, now);
+                return self.limiter.try_acquire_state(&found.state, n, now);
             }
             if now >= guard.next_sweep {
-                let dropped = guard.evict_idle(now, self.idle_ttl);
+                let dropped = guard.evict_idle(&self.limiter, now, self.idle_ttl);
                 self.len.0.fetch_sub(dropped, Ordering::AcqRel);
             }
             let new = entry.take().unwrap_or_else(|| Entry {
                 key: key.to_owned(),
-                limiter: (self.factory)(),
+                state: self.limiter.new_state(),
             });
             if !reserved {
                 reserved = self.try_reserve();
             }
             if reserved {
-                let decision = new.limiter.try_acquire_at(n, now);
+                let decision = self.limiter.try_acquire_state(&new.state, n, now);
                 guard
                     .table
                     .insert_unique(hash, new, |e| self.hasher.hash_one(&e.key));
@@ -332,7 +333,12 @@ where
                 Vec::with_capacity(self.len.0.load(Ordering::Acquire).min(self.max_keys));
             for shard in self.shards.iter() {
                 let guard = read(&shard.0);
-                ages.extend(guard.table.iter().map(|e| e.limiter.idle_from(now)));
+                ages.extend(
+                    guard
+                        .table
+                        .iter()
+                        .map(|e| self.limiter.state_idle_from(&e.state, now)),
+                );
             }
             if ages.is_empty() {
                 // Every place is reserved by an insert in progress; they
@@ -356,7 +362,7 @@ where
             for shard in self.shards.iter() {
                 let mut guard = write(&shard.0);
                 guard.table.retain(|e| {
-                    let from = e.limiter.idle_from(now);
+                    let from = self.limiter.state_idle_from(&e.state, now);
                     let keep = if from < threshold || from <= now {
                         false
                     } else if from == threshold && ties > 0 {
@@ -382,11 +388,11 @@ where
     /// Drops every key whose limiter has been back in its initial state for
     /// `idle_ttl`; returns how many were dropped.
     pub fn evict_idle(&self) -> usize {
-        let now = self.clock.now();
+        let now = self.limiter.clock().now();
         let dropped = self
             .shards
             .iter()
-            .map(|shard| write(&shard.0).evict_idle(now, self.idle_ttl))
+            .map(|shard| write(&shard.0).evict_idle(&self.limiter, now, self.idle_ttl))
             .sum();
         self.len.0.fetch_sub(dropped, Ordering::AcqRel);
         dropped
@@ -434,7 +440,7 @@ where
         removed
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K, L>> {
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K, L::State>> {
         // Middle bits: hashbrown uses the lowest bits for the bucket and the
         // highest seven as the tag inside a shard. SHARDS is a power of two,
         // so the masked index is in range (the modulo keeps `get` infallible).
@@ -443,12 +449,21 @@ where
     }
 }
 
-impl<K, L: Limiter> Shard<K, L> {
-    fn evict_idle(&mut self, now: u64, idle_ttl: u64) -> usize {
+impl<K, St> Shard<K, St> {
+    fn evict_idle<L: KeyedLimiter<State = St>>(
+        &mut self,
+        limiter: &L,
+        now: u64,
+        idle_ttl: u64,
+    ) -> usize {
         self.next_sweep = now.saturating_add(idle_ttl / 4);
         let before = self.table.len();
-        self.table
-            .retain(|e| e.limiter.idle_from(now).saturating_add(idle_ttl) > now);
+        self.table.retain(|e| {
+            limiter
+                .state_idle_from(&e.state, now)
+                .saturating_add(idle_ttl)
+                > now
+        });
         before - self.table.len()
     }
 }
@@ -462,12 +477,36 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<K, L: Limiter, S> std::fmt::Debug for Keyed<K, L, S> {
+impl<K, L: KeyedLimiter, S> std::fmt::Debug for Keyed<K, L, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyed")
             .field("shards", &self.shards.len())
             .field("max_keys", &self.max_keys)
             .field("idle_ttl", &Duration::from_nanos(self.idle_ttl))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FixedWindow, LeakyBucket, TokenBucket};
+
+    /// A `u64` key and a bucket's or fixed window's state fill 16 bytes:
+    /// four entries per cache line, none straddling two.
+    #[test]
+    fn entries_of_u64_keys_are_16_bytes() {
+        assert_eq!(
+            size_of::<Entry<u64, <TokenBucket as KeyedLimiter>::State>>(),
+            16
+        );
+        assert_eq!(
+            size_of::<Entry<u64, <LeakyBucket as KeyedLimiter>::State>>(),
+            16
+        );
+        assert_eq!(
+            size_of::<Entry<u64, <FixedWindow as KeyedLimiter>::State>>(),
+            16
+        );
     }
 }

@@ -1,12 +1,13 @@
 //! A leaky bucket: as a meter it rejects what would overflow; as a pacer it
 //! spaces callers at a constant rate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Clock, DefaultClock};
 use crate::error::{ConfigError, Denied};
 use crate::gcra::Gcra;
-use crate::limiter::Limiter;
+use crate::limiter::{KeyedLimiter, Limiter};
 use crate::range::check_gcra;
 
 /// A lock-free leaky bucket that drains `rate_per_sec` units per second and
@@ -226,5 +227,23 @@ impl<C: Clock> Limiter for LeakyBucket<C> {
 
     fn idle_from(&self, _now: u64) -> u64 {
         self.cell.idle_from()
+    }
+}
+
+impl<C: Clock> KeyedLimiter for LeakyBucket<C> {
+    /// The cell's TAT alone.
+    type State = AtomicU64;
+
+    fn new_state(&self) -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline]
+    fn try_acquire_state(&self, state: &AtomicU64, n: u32, now: u64) -> Result<(), Denied> {
+        self.cell.rate.try_acquire(state, n, now)
+    }
+
+    fn state_idle_from(&self, state: &AtomicU64, _now: u64) -> u64 {
+        state.load(Ordering::Acquire)
     }
 }

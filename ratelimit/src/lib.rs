@@ -20,7 +20,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! // Per IP: bursts of 10, then 5 per second.
-//! let per_ip: Keyed<String, TokenBucket> = Keyed::new(|| TokenBucket::new(5, 10))
+//! let per_ip: Keyed<String, TokenBucket> = Keyed::new(TokenBucket::new(5, 10))
 //!     .max_keys(1_000_000)
 //!     .idle_ttl(Duration::from_secs(60));
 //! // In front of the database: a steady 2,000 per second.
@@ -68,7 +68,7 @@ pub use error::{ConfigError, Denied, DenyReason};
 pub use fixed_window::FixedWindow;
 pub use keyed::{Keyed, MAX_IDLE_TTL, MAX_KEYS};
 pub use leaky_bucket::LeakyBucket;
-pub use limiter::Limiter;
+pub use limiter::{KeyedLimiter, Limiter};
 pub use range::{MAX_RATE_PER_SEC, MAX_WINDOW, MIN_WINDOW};
 #[cfg(feature = "fred")]
 pub use redis::Fred;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{ConfigError, Denied};
-use crate::limiter::Limiter;
+use crate::limiter::{KeyedLimiter, Limiter};
 use crate::range::{self, MAX_WINDOW, WindowKind};
 
 /// An exact sliding window: no window of length `window`, wherever it
@@ -254,3 +254,21 @@ impl<C: Clock> Limiter for SlidingWindow<C> {
 
 /// The largest in-process sliding window limit (256 MiB of slots).
 pub const MAX_SLIDING_LIMIT: u32 = 1 << 24;
+
+impl<C: Clock> KeyedLimiter for SlidingWindow<C> {
+    /// A window of the key's own: a sliding window's state is its log of
+    /// admissions, `limit` slots.
+    type State = Self;
+
+    fn new_state(&self) -> Self {
+        Self::with_clock(self.limit(), self.window(), self.clock.clone())
+    }
+
+    fn try_acquire_state(&self, state: &Self, n: u32, now: u64) -> Result<(), Denied> {
+        state.acquire_at(n, now)
+    }
+
+    fn state_idle_from(&self, state: &Self, now: u64) -> u64 {
+        state.idle_from(now)
+    }
+}

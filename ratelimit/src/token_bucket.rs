@@ -1,9 +1,11 @@
 //! A token bucket: bursts up to its size, refills at a constant rate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::clock::{Clock, DefaultClock};
 use crate::error::{ConfigError, Denied};
 use crate::gcra::Gcra;
-use crate::limiter::Limiter;
+use crate::limiter::{KeyedLimiter, Limiter};
 use crate::range::check_gcra;
 
 /// A lock-free token bucket of `burst` tokens refilled at `rate_per_sec`.
@@ -147,5 +149,23 @@ impl<C: Clock> Limiter for TokenBucket<C> {
 
     fn idle_from(&self, _now: u64) -> u64 {
         self.cell.idle_from()
+    }
+}
+
+impl<C: Clock> KeyedLimiter for TokenBucket<C> {
+    /// The cell's TAT alone.
+    type State = AtomicU64;
+
+    fn new_state(&self) -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline]
+    fn try_acquire_state(&self, state: &AtomicU64, n: u32, now: u64) -> Result<(), Denied> {
+        self.cell.rate.try_acquire(state, n, now)
+    }
+
+    fn state_idle_from(&self, state: &AtomicU64, _now: u64) -> u64 {
+        state.load(Ordering::Acquire)
     }
 }

@@ -61,7 +61,7 @@ fn try_new_names_the_field_and_its_range() {
             got: Duration::ZERO,
         }
     );
-    let keyed = || Keyed::<u64, TokenBucket>::new(|| TokenBucket::new(1, 1));
+    let keyed = || Keyed::<u64, TokenBucket>::new(TokenBucket::new(1, 1));
     assert_eq!(
         message(keyed().try_max_keys(0)),
         "max_keys must be 1 to 16777216, got 0"
@@ -81,7 +81,7 @@ fn the_ends_of_every_range_are_accepted() {
     SlidingWindow::try_new(1, MIN_WINDOW).unwrap();
     FixedWindow::try_new(u32::MAX, MAX_WINDOW).unwrap();
     SlidingWindow::try_new(1, MAX_WINDOW).unwrap();
-    let keyed = || Keyed::<u64, TokenBucket>::new(|| TokenBucket::new(1, 1));
+    let keyed = || Keyed::<u64, TokenBucket>::new(TokenBucket::new(1, 1));
     assert_eq!(keyed().try_max_keys(1).unwrap().capacity(), 1);
     assert_eq!(keyed().try_max_keys(MAX_KEYS).unwrap().capacity(), MAX_KEYS);
     keyed().try_idle_ttl(Duration::ZERO).unwrap();
@@ -124,7 +124,7 @@ fn windows_of_duration_max_saturate_without_overflow() {
     );
     // Keyed with the longest idle time: sweeps never overflow.
     let c = late.clone();
-    let keyed = Keyed::new(move || TokenBucket::with_clock(1, 1, c.clone()))
+    let keyed = Keyed::new(TokenBucket::with_clock(1, 1, c.clone()))
         .max_keys(2)
         .idle_ttl(Duration::MAX);
     for key in 0..10u64 {

@@ -7,7 +7,7 @@ use seckill_ratelimit::{FixedWindow, Keyed, ManualClock, SlidingWindow, TokenBuc
 
 fn per_ip(clock: &ManualClock, max_keys: usize) -> Keyed<String, TokenBucket<ManualClock>> {
     let c = clock.clone();
-    Keyed::new(move || TokenBucket::with_clock(5, 10, c.clone()))
+    Keyed::new(TokenBucket::with_clock(5, 10, c.clone()))
         .max_keys(max_keys)
         .idle_ttl(Duration::from_secs(60))
 }
@@ -90,8 +90,7 @@ fn a_key_still_limited_is_not_evicted_as_idle() {
     let c = clock.clone();
     // 1 per second: 600 tokens take 10 minutes to refill.
     let keyed: Keyed<String, TokenBucket<ManualClock>> =
-        Keyed::new(move || TokenBucket::with_clock(1, 600, c.clone()))
-            .idle_ttl(Duration::from_secs(60));
+        Keyed::new(TokenBucket::with_clock(1, 600, c.clone())).idle_ttl(Duration::from_secs(60));
     keyed.try_acquire("u", 600).unwrap();
     clock.advance(Duration::from_secs(120));
     assert_eq!(
@@ -125,16 +124,22 @@ fn one_keys_flood_does_not_limit_another() {
 fn any_limiter_can_be_keyed() {
     let clock = ManualClock::new();
     let c = clock.clone();
-    let windows: Keyed<u64, SlidingWindow<ManualClock>> =
-        Keyed::new(move || SlidingWindow::with_clock(2, Duration::from_secs(1), c.clone()));
+    let windows: Keyed<u64, SlidingWindow<ManualClock>> = Keyed::new(SlidingWindow::with_clock(
+        2,
+        Duration::from_secs(1),
+        c.clone(),
+    ));
     windows.try_acquire(&1, 2).unwrap();
     assert!(windows.try_acquire(&1, 1).is_err());
     windows.try_acquire(&2, 2).unwrap();
 
     let c = clock.clone();
-    let fixed: Keyed<u64, FixedWindow<ManualClock>> =
-        Keyed::new(move || FixedWindow::with_clock(1, Duration::from_secs(1), c.clone()))
-            .max_keys(1);
+    let fixed: Keyed<u64, FixedWindow<ManualClock>> = Keyed::new(FixedWindow::with_clock(
+        1,
+        Duration::from_secs(1),
+        c.clone(),
+    ))
+    .max_keys(1);
     fixed.try_acquire(&1, 1).unwrap();
     fixed.try_acquire(&2, 1).unwrap();
     assert_eq!(fixed.len(), 1);

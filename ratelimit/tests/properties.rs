@@ -22,7 +22,7 @@ const MS: u64 = 1_000_000;
 /// on a manual clock; idle keys stay for an hour unless room is needed.
 fn keyed(clock: &ManualClock, max_keys: usize) -> Keyed<u32, TokenBucket<ManualClock>> {
     let c = clock.clone();
-    Keyed::new(move || TokenBucket::with_clock(1_000, 4, c.clone()))
+    Keyed::new(TokenBucket::with_clock(1_000, 4, c.clone()))
         .try_max_keys(max_keys)
         .unwrap()
         .try_idle_ttl(Duration::from_secs(3_600))
@@ -266,7 +266,7 @@ proptest! {
         if let Err(e) = fw {
             prop_assert!(out_of_range(e, if capacity > 0 { "window" } else { "limit" }), "{}", e);
         }
-        let km = Keyed::<u64, TokenBucket>::new(|| TokenBucket::new(1, 1)).try_max_keys(max_keys);
+        let km = Keyed::<u64, TokenBucket>::new(TokenBucket::new(1, 1)).try_max_keys(max_keys);
         prop_assert_eq!(km.is_ok(), (1..=MAX_KEYS).contains(&max_keys));
         if let Err(e) = km {
             prop_assert!(out_of_range(e, "max_keys"), "{}", e);

@@ -134,9 +134,7 @@ async fn a_moving_clock_never_lets_the_sliding_window_overflow() {
 async fn keyed_admits_exactly_the_burst_per_key() {
     let clock = ManualClock::new();
     let c = clock.clone();
-    let keyed = Arc::new(Keyed::new(move || {
-        TokenBucket::with_clock(1, 100, c.clone())
-    }));
+    let keyed = Arc::new(Keyed::new(TokenBucket::with_clock(1, 100, c.clone())));
     let admitted: Arc<Vec<AtomicU32>> = Arc::new((0..20).map(|_| AtomicU32::new(0)).collect());
     let tasks: Vec<_> = (0..8_000usize)
         .map(|i| {
@@ -169,7 +167,7 @@ async fn keyed_flood_stays_bounded_and_keeps_the_limited_key() {
     let clock = ManualClock::new();
     let c = clock.clone();
     let keyed: Arc<Keyed<u64, TokenBucket<ManualClock>>> = Arc::new(
-        Keyed::new(move || TokenBucket::with_clock(1, 2_000, c.clone()))
+        Keyed::new(TokenBucket::with_clock(1, 2_000, c.clone()))
             .try_max_keys(1_000)
             .unwrap(),
     );

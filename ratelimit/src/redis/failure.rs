@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::algorithm::Algorithm;
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{Denied, DenyReason};
-use crate::{FixedWindow, Keyed, LeakyBucket, Limiter, SlidingWindow, TokenBucket};
+use crate::{FixedWindow, Keyed, KeyedLimiter, LeakyBucket, Limiter, SlidingWindow, TokenBucket};
 
 /// What a [`RedisLimiter`](crate::RedisLimiter) answers while Redis fails
 /// (an error or no reply within the limiter's timeout).
@@ -185,7 +185,7 @@ impl Fallback {
         let share = local_share(algorithm, instances);
         let idle = share.memory().max(Duration::from_secs(1));
         Self {
-            keys: Keyed::new(move || Local::new(share))
+            keys: Keyed::new(Local::new(share))
                 .max_keys(max_keys(share))
                 .idle_ttl(idle),
         }
@@ -282,6 +282,48 @@ impl Limiter for Local {
 
     fn idle_from(&self, now: u64) -> u64 {
         self.inner().idle_from(now)
+    }
+}
+
+/// One key's state in the fallback: the state of the algorithm's limiter.
+pub(crate) enum LocalState {
+    Token(<TokenBucket as KeyedLimiter>::State),
+    Leaky(<LeakyBucket as KeyedLimiter>::State),
+    Sliding(<SlidingWindow as KeyedLimiter>::State),
+    Fixed(<FixedWindow as KeyedLimiter>::State),
+}
+
+impl KeyedLimiter for Local {
+    type State = LocalState;
+
+    fn new_state(&self) -> LocalState {
+        match self {
+            Local::Token(l) => LocalState::Token(l.new_state()),
+            Local::Leaky(l) => LocalState::Leaky(l.new_state()),
+            Local::Sliding(l) => LocalState::Sliding(l.new_state()),
+            Local::Fixed(l) => LocalState::Fixed(l.new_state()),
+        }
+    }
+
+    fn try_acquire_state(&self, state: &LocalState, n: u32, now: u64) -> Result<(), Denied> {
+        match (self, state) {
+            (Local::Token(l), LocalState::Token(s)) => l.try_acquire_state(s, n, now),
+            (Local::Leaky(l), LocalState::Leaky(s)) => l.try_acquire_state(s, n, now),
+            (Local::Sliding(l), LocalState::Sliding(s)) => l.try_acquire_state(s, n, now),
+            (Local::Fixed(l), LocalState::Fixed(s)) => l.try_acquire_state(s, n, now),
+            // Every state comes from `new_state` of this one template.
+            _ => Err(closed(Duration::from_secs(1))),
+        }
+    }
+
+    fn state_idle_from(&self, state: &LocalState, now: u64) -> u64 {
+        match (self, state) {
+            (Local::Token(l), LocalState::Token(s)) => l.state_idle_from(s, now),
+            (Local::Leaky(l), LocalState::Leaky(s)) => l.state_idle_from(s, now),
+            (Local::Sliding(l), LocalState::Sliding(s)) => l.state_idle_from(s, now),
+            (Local::Fixed(l), LocalState::Fixed(s)) => l.state_idle_from(s, now),
+            _ => 0,
+        }
     }
 }
 

@@ -31,9 +31,8 @@ impl Limits {
         TokenBucket::try_new(ip_rate, ip_burst)?;
         TokenBucket::try_new(user_rate, user_burst)?;
         Ok(Self {
-            per_ip: Keyed::new(move || TokenBucket::new(ip_rate, ip_burst)).max_keys(MAX_KEYS),
-            per_user: Keyed::new(move || TokenBucket::new(user_rate, user_burst))
-                .max_keys(MAX_KEYS),
+            per_ip: Keyed::new(TokenBucket::new(ip_rate, ip_burst)).max_keys(MAX_KEYS),
+            per_user: Keyed::new(TokenBucket::new(user_rate, user_burst)).max_keys(MAX_KEYS),
             global: LeakyBucket::try_new(settings.global_rate, settings.global_capacity)?,
         })
     }
