@@ -18,3 +18,5 @@ else
 fi
 # nextest does not run doc tests.
 cargo test --workspace --all-features --doc
+# The overload crate's axum example serves itself a few requests and exits.
+cargo run -q -p seckill-overload --example axum

@@ -14,6 +14,7 @@
 //! | `batcher` (default) | [`seckill-batcher`](https://docs.rs/seckill-batcher) | size/time-triggered, key-sharded batching with backpressure and lossless shutdown |
 //! | `stock-lua` (default) | [`seckill-stock-lua`](https://docs.rs/seckill-stock-lua) | atomic multi-SKU stock deduction in one Redis Lua script, with dedup, per-user limits, refunds and a deduction log |
 //! | `ratelimit` (default) | [`seckill-ratelimit`](https://docs.rs/seckill-ratelimit) | token bucket, leaky bucket, sliding and fixed window limiters, keyed, in process and on Redis |
+//! | `overload` (default) | [`seckill-overload`](https://docs.rs/seckill-overload) | overload protection as tower layers: bulkhead, adaptive concurrency limit, circuit breaker, keyed rate limits answering 429 |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -36,3 +37,7 @@ pub use seckill_stock_lua as stock_lua;
 #[cfg(feature = "ratelimit")]
 #[doc(inline)]
 pub use seckill_ratelimit as ratelimit;
+
+#[cfg(feature = "overload")]
+#[doc(inline)]
+pub use seckill_overload as overload;
