@@ -48,18 +48,17 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::ConfigError;
+use crate::layer_error::{Admission, AdmittedFuture, LayerError};
 
 /// The largest `max_limit` an [`AdaptiveLimit`] accepts.
 pub const MAX_LIMIT: usize = 1_000_000;
@@ -699,16 +698,20 @@ impl Drop for Token {
     }
 }
 
-/// The error of an [`AdaptiveService`]: shed by the limit, or the inner
+/// The error of an [`AdaptiveService`]: [`LayerError::Rejected`] with
+/// [`LimitExceeded`] (the inner service was not called), or the inner
 /// service's own error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdaptiveError<E> {
-    /// The limit was reached; the inner service was not called.
-    #[error(transparent)]
-    Rejected(LimitExceeded),
-    /// The inner service failed.
-    #[error("inner service failed: {0}")]
-    Inner(E),
+pub type AdaptiveError<E> = LayerError<LimitExceeded, E>;
+
+/// The future of an [`AdaptiveService`] call; dropping it releases the token
+/// without a sample.
+pub type AdaptiveFuture<F> = AdmittedFuture<F, Token, LimitExceeded>;
+
+impl Admission for Token {
+    /// `Ok` is a success, an error a drop (overload).
+    fn finish(self, ok: bool) {
+        if ok { self.success() } else { self.dropped() }
+    }
 }
 
 /// A tower [`Layer`] wrapping services in an [`AdaptiveService`] sharing one
@@ -775,63 +778,8 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self.limit.try_acquire() {
-            Ok(token) => AdaptiveFuture {
-                state: State::Admitted {
-                    future: self.inner.call(req),
-                    token: Some(token),
-                },
-            },
-            Err(rejected) => AdaptiveFuture {
-                state: State::Rejected { error: rejected },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The future of an [`AdaptiveService`] call.
-    ///
-    /// Dropping it releases the token without a sample.
-        pub struct AdaptiveFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-                Admitted {
-            #[pin]
-            future: F,
-            token: Option<Token>,
-        },
-        /// Shed: the error.
-        Rejected {
-            error: LimitExceeded,
-        },
-    }
-}
-
-impl<F, T, E> Future for AdaptiveFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-{
-    type Output = Result<T, AdaptiveError<E>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Admitted { future, token } => {
-                let output = std::task::ready!(future.poll(cx));
-                if let Some(token) = token.take() {
-                    match &output {
-                        Ok(_) => token.success(),
-                        Err(_) => token.dropped(),
-                    }
-                }
-                Poll::Ready(output.map_err(AdaptiveError::Inner))
-            }
-            StateProj::Rejected { error } => Poll::Ready(Err(AdaptiveError::Rejected(*error))),
+            Ok(token) => AdmittedFuture::admitted(self.inner.call(req), token),
+            Err(rejected) => AdmittedFuture::rejected(rejected),
         }
     }
 }

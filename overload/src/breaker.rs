@@ -54,6 +54,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::ConfigError;
+use crate::layer_error::LayerError;
 
 /// The shortest rolling window: 10 ms.
 pub const MIN_WINDOW: Duration = Duration::from_millis(10);
@@ -88,33 +89,10 @@ pub struct BreakerOpen {
     pub reject_probability: f64,
 }
 
-/// The error of [`Breaker::call`] and of [`BreakerService`].
-///
-/// Exhaustive on purpose: a caller matches both arms.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BreakerError<E> {
-    /// Rejected locally; the dependency was not called.
-    #[error(transparent)]
-    Open(BreakerOpen),
-    /// The dependency was called and failed with this error.
-    #[error("{0}")]
-    Inner(E),
-}
-
-impl<E> BreakerError<E> {
-    /// The dependency's error, if it was called.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            BreakerError::Open(_) => None,
-            BreakerError::Inner(e) => Some(e),
-        }
-    }
-
-    /// Whether the breaker rejected the call locally.
-    pub fn is_open(&self) -> bool {
-        matches!(self, BreakerError::Open(_))
-    }
-}
+/// The error of [`Breaker::call`] and of [`BreakerService`]:
+/// [`LayerError::Rejected`] with [`BreakerOpen`] (rejected locally, the
+/// dependency was not called), or the dependency's own error.
+pub type BreakerError<E> = LayerError<BreakerOpen, E>;
 
 /// What one finished call means to the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -667,7 +645,7 @@ impl Breaker {
     ///
     /// # Errors
     ///
-    /// [`BreakerError::Open`] when rejected (`f` is not called),
+    /// [`BreakerError::Rejected`] when rejected (`f` is not called),
     /// [`BreakerError::Inner`] with `f`'s error.
     ///
     /// # Cancel safety
@@ -702,7 +680,7 @@ impl Breaker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let guard = self.allow().map_err(BreakerError::Open)?;
+        let guard = self.allow().map_err(BreakerError::Rejected)?;
         let result = f().await;
         guard.record(classifier.classify(&result));
         result.map_err(BreakerError::Inner)
@@ -847,7 +825,7 @@ impl<S, C> tower_layer::Layer<S> for BreakerLayer<C> {
 }
 
 /// The service made by [`BreakerLayer`]: rejected calls answer
-/// [`BreakerError::Open`] at once without calling the inner service.
+/// [`BreakerError::Rejected`] at once without calling the inner service.
 #[derive(Debug)]
 pub struct BreakerService<S, C = AnyErrIsFailure> {
     inner: S,
@@ -939,9 +917,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Rejected { open } => match open.take() {
-                Some(open) => Poll::Ready(Err(BreakerError::Open(open))),
+                Some(open) => Poll::Ready(Err(BreakerError::Rejected(open))),
                 // Polled again after it finished: answer the same rejection.
-                None => Poll::Ready(Err(BreakerError::Open(BreakerOpen {
+                None => Poll::Ready(Err(BreakerError::Rejected(BreakerOpen {
                     reject_probability: 0.0,
                 }))),
             },

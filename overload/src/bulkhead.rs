@@ -34,16 +34,15 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::ConfigError;
+use crate::layer_error::{Admission, AdmittedFuture, LayerError};
 
 /// The largest `max_concurrent` a bulkhead accepts.
 pub const MAX_CONCURRENT_LIMIT: usize = 1_000_000;
@@ -215,16 +214,18 @@ impl Drop for Permit {
     }
 }
 
-/// The error of a [`BulkheadService`]: rejected by the bulkhead, or the inner
+/// The error of a [`BulkheadService`]: [`LayerError::Rejected`] with
+/// [`BulkheadFull`] (the inner service was not called), or the inner
 /// service's own error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BulkheadError<E> {
-    /// The bulkhead was full; the inner service was not called.
-    #[error(transparent)]
-    Rejected(BulkheadFull),
-    /// The inner service failed.
-    #[error("inner service failed: {0}")]
-    Inner(E),
+pub type BulkheadError<E> = LayerError<BulkheadFull, E>;
+
+/// The future of a [`BulkheadService`] call; dropping it releases the permit.
+pub type ResponseFuture<F> = AdmittedFuture<F, Permit, BulkheadFull>;
+
+impl Admission for Permit {
+    fn finish(self, _ok: bool) {
+        drop(self);
+    }
 }
 
 /// A tower [`Layer`] wrapping services in a [`BulkheadService`].
@@ -298,61 +299,8 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self.bulkhead.try_acquire() {
-            Ok(permit) => ResponseFuture {
-                state: State::Admitted {
-                    future: self.inner.call(req),
-                    permit: Some(permit),
-                },
-            },
-            Err(full) => ResponseFuture {
-                state: State::Rejected { error: full },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The future of a [`BulkheadService`] call: ready at once when rejected,
-    /// otherwise the inner future holding a permit.
-    ///
-    /// Dropping it releases the permit.
-        pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-                Admitted {
-            #[pin]
-            future: F,
-            permit: Option<Permit>,
-        },
-        /// Rejected: the error, handed out on the first poll.
-        Rejected {
-            error: BulkheadFull,
-        },
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-{
-    type Output = Result<T, BulkheadError<E>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Admitted { future, permit } => {
-                let output = std::task::ready!(future.poll(cx));
-                // Release as soon as the inner call is done, not when the
-                // caller gets round to dropping this future.
-                drop(permit.take());
-                Poll::Ready(output.map_err(BulkheadError::Inner))
-            }
-            StateProj::Rejected { error } => Poll::Ready(Err(BulkheadError::Rejected(*error))),
+            Ok(permit) => AdmittedFuture::admitted(self.inner.call(req), permit),
+            Err(full) => AdmittedFuture::rejected(full),
         }
     }
 }

@@ -14,7 +14,8 @@
 //! | `rate_limit` (feature `http`) | one client taking more than its share | `seckill-ratelimit`'s keyed limiters as a layer answering 429 |
 //!
 //! Every part validates its settings into one [`ConfigError`] that names
-//! the field and its range.
+//! the field and its range, and every layered call fails with one
+//! [`LayerError`]: `Rejected` (the inner service was not called) or `Inner`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod adaptive;
 pub mod breaker;
 pub mod bulkhead;
 pub mod config;
+mod layer_error;
 #[cfg(feature = "http")]
 pub mod rate_limit;
 
@@ -31,6 +33,7 @@ pub use adaptive::{AdaptiveLayer, AdaptiveLimit, LimitAlgorithm, LimitExceeded};
 pub use breaker::{Breaker, BreakerError, BreakerLayer, BreakerOpen};
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadLayer};
 pub use config::ConfigError;
+pub use layer_error::{AdmittedFuture, LayerError};
 #[cfg(feature = "http")]
 pub use rate_limit::{RateLimitLayer, RateLimited, RateLimiter};
 

@@ -102,7 +102,7 @@ async fn step(breaker: &Breaker, dep: &Arc<Dependency>, n: usize, timeout: bool)
     let mut rejected = 0;
     for t in tasks {
         match t.await.unwrap() {
-            Err(BreakerError::Open(open)) => {
+            Err(BreakerError::Rejected(open)) => {
                 assert!(open.reject_probability > 0.0 && open.reject_probability <= 0.95);
                 rejected += 1;
             }
@@ -240,7 +240,7 @@ async fn tower_layer_rejects_without_calling_the_service() {
     let (mut open, mut inner) = (0u64, 0u64);
     for t in tasks {
         match t.await.unwrap() {
-            Err(BreakerError::Open(_)) => open += 1,
+            Err(BreakerError::Rejected(_)) => open += 1,
             Err(BreakerError::Inner(DepError::Down)) => inner += 1,
             other => panic!("unexpected {other:?}"),
         }
@@ -255,7 +255,7 @@ async fn tower_layer_rejects_without_calling_the_service() {
     assert_eq!(open, 0);
     let mut rejected = 0;
     for _ in 0..1000 {
-        if let Err(BreakerError::Open(_)) = service.clone().oneshot(()).await {
+        if let Err(BreakerError::Rejected(_)) = service.clone().oneshot(()).await {
             rejected += 1;
         }
     }
