@@ -227,6 +227,9 @@ pub struct Running {
     /// The metrics.
     #[cfg_attr(not(test), allow(dead_code))]
     pub metrics: Arc<Metrics>,
+    /// The buy path's bulkhead (`--max-in-flight`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub bulkhead: seckill::overload::Bulkhead,
     http: JoinHandle<()>,
     stop_http: CancellationToken,
     stop_workers: CancellationToken,
@@ -248,6 +251,8 @@ impl Running {
             .local_addr()
             .map_err(|e| StartError::Config(format!("listener: {e}")))?;
         let sale = Arc::new(backends.sale(settings)?);
+        let bulkhead = seckill::overload::Bulkhead::new(settings.max_in_flight as usize)
+            .map_err(|e| StartError::Config(format!("--max-in-flight: {e}")))?;
         let catalog = SkuCatalog::new(
             backends.redis.clone(),
             &backends.services.namespace,
@@ -274,6 +279,7 @@ impl Running {
         });
         let state = HttpState {
             buy: BuyState {
+                bulkhead: bulkhead.clone(),
                 sale: Arc::clone(&sale),
                 metrics: Arc::clone(&backends.metrics),
                 trust_forwarded_for: settings.trust_forwarded_for,
@@ -321,6 +327,7 @@ impl Running {
             sale,
             catalog,
             metrics: Arc::clone(&backends.metrics),
+            bulkhead,
             http,
             stop_http,
             stop_workers,

@@ -145,6 +145,12 @@ pub struct SaleSettings {
     /// Requests the leaky bucket holds before it turns requests away.
     #[arg(long, global = true, default_value_t = 2_000)]
     pub global_capacity: u32,
+    /// Purchase requests this instance works on at once (1–1,000,000); one
+    /// more is answered 503 `overloaded` at once, before any limiter or
+    /// Redis work (a bulkhead: a stalled dependency holds at most this many
+    /// requests, the rest of the service keeps answering).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub max_in_flight: u32,
     /// Take the client IP from the first `X-Forwarded-For` address (only
     /// behind a proxy that sets it; `demo` turns it on for its synthetic clients).
     #[arg(long, global = true, env = "SECKILL_TRUST_FORWARDED_FOR")]
@@ -203,7 +209,7 @@ impl SaleSettings {
     /// Every number with its flag and valid range (also in `--help`'s
     /// README table). The upper bounds keep every per-request and per-pass
     /// cost bounded; none is a limit a real sale reaches.
-    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 17] {
+    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 18] {
         let n = |v: u32| u64::from(v);
         [
             ("per-user-limit", self.per_user_limit, 1, 1_000),
@@ -214,6 +220,7 @@ impl SaleSettings {
             ("user-burst", n(self.user_burst), 1, 10_000_000),
             ("global-rate", n(self.global_rate), 1, 10_000_000),
             ("global-capacity", n(self.global_capacity), 1, 10_000_000),
+            ("max-in-flight", n(self.max_in_flight), 1, 1_000_000),
             ("sold-out-recheck-ms", self.sold_out_recheck_ms, 1, 60_000),
             (
                 "remembered-answers",
@@ -411,6 +418,7 @@ mod range_tests {
             "user-burst" => s.user_burst = n,
             "global-rate" => s.global_rate = n,
             "global-capacity" => s.global_capacity = n,
+            "max-in-flight" => s.max_in_flight = n,
             "sold-out-recheck-ms" => s.sold_out_recheck_ms = v,
             "remembered-answers" => s.remembered_answers = v as usize,
             "batch-size" => s.batch_size = v as usize,

@@ -46,13 +46,15 @@ pub enum Outcome {
     Paused,
     /// The request id was used before for another purchase (409).
     Conflict,
+    /// More purchases in flight than `--max-in-flight` (503).
+    Overloaded,
     /// A service failed (503).
     Error,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Queued,
         Outcome::SoldOut,
         Outcome::Insufficient,
@@ -63,6 +65,7 @@ impl Outcome {
         Outcome::NotFound,
         Outcome::Paused,
         Outcome::Conflict,
+        Outcome::Overloaded,
         Outcome::Error,
     ];
 
@@ -79,6 +82,7 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Paused => "paused",
             Outcome::Conflict => "conflict",
+            Outcome::Overloaded => "overloaded",
             Outcome::Error => "error",
         }
     }

@@ -15,6 +15,11 @@ pub enum AppError {
     /// The body is larger than the limit: 413.
     #[error("request body too large (limit {0} bytes)")]
     TooLarge(usize),
+    /// This instance already works on `--max-in-flight` purchases: 503 with
+    /// `"status": "overloaded"`; nothing was decided, retry with the same
+    /// request id.
+    #[error("the service is overloaded ({0} purchases in flight); retry with the same request_id")]
+    Overloaded(usize),
     /// The request id was used before for another purchase: 409.
     #[error("{0}")]
     Conflict(String),
@@ -44,7 +49,9 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Unavailable(_) | AppError::Paused(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Paused(_) | AppError::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -55,6 +62,9 @@ impl IntoResponse for AppError {
         if matches!(self, AppError::Paused(_)) {
             body["status"] = json!("paused");
         }
+        if matches!(self, AppError::Overloaded(_)) {
+            body["status"] = json!("overloaded");
+        }
         let mut response = (self.status(), Json(body)).into_response();
         match self {
             AppError::Unauthorized => {
@@ -62,7 +72,7 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Unavailable(_) | AppError::Paused(_) => {
+            AppError::Unavailable(_) | AppError::Paused(_) | AppError::Overloaded(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

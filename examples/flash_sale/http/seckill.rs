@@ -43,7 +43,11 @@ pub async fn seckill(
     body: Result<JsonBody<SeckillBody>, AppError>,
 ) -> Response {
     let started = Instant::now();
-    let response = decide(&state, ip, body).await;
+    // The bulkhead first: an overloaded instance answers before any work.
+    let response = match state.bulkhead.try_acquire() {
+        Ok(_permit) => decide(&state, ip, body).await,
+        Err(full) => Err(AppError::Overloaded(full.max_concurrent)),
+    };
     state
         .metrics
         .request_seconds
@@ -54,6 +58,7 @@ pub async fn seckill(
         Err(AppError::NotFound(_)) => Outcome::NotFound,
         Err(AppError::Paused(_)) => Outcome::Paused,
         Err(AppError::Conflict(_)) => Outcome::Conflict,
+        Err(AppError::Overloaded(_)) => Outcome::Overloaded,
         Err(_) => Outcome::Error,
     });
     match response {

@@ -31,6 +31,8 @@ pub struct HttpState {
 /// What `POST /api/v1/seckill` needs.
 #[derive(Clone)]
 pub struct BuyState {
+    /// At most `--max-in-flight` purchases at once; the rest get 503.
+    pub bulkhead: seckill::overload::Bulkhead,
     /// The sale.
     pub sale: Arc<AppSale>,
     /// Request outcomes and latency.

@@ -290,6 +290,89 @@ async fn crowd_never_oversells_real_kafka() {
     crowd_never_oversells(Broker::Real).await;
 }
 
+/// `--max-in-flight`: a purchase beyond it is answered 503 `overloaded` at
+/// once and decides nothing; a retry with the same id is decided as usual.
+/// Then 600 concurrent buyers against a bulkhead of 4, each retrying its own
+/// request id on 503: exactly the stock is queued, nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_refused_before_any_work() {
+    let env = TestEnv::with_sale(Broker::Mock, |sale| sale.max_in_flight = 4).await;
+    let running = env.start().await;
+    let client = Client::new(&running);
+    assert_eq!(client.put_sku(3, "console", 100).await.0, StatusCode::OK);
+    // Hold every place: the next purchase is refused, Redis untouched.
+    let held: Vec<_> = (0..4)
+        .map(|_| running.bulkhead.try_acquire().unwrap())
+        .collect();
+    let deductions = running.metrics.redis_deductions.get();
+    let response = client
+        .http
+        .post(format!("{}/api/v1/seckill", client.base))
+        .json(&json!({ "request_id": "o-1", "user_id": 1, "sku_id": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "overloaded", "{body}");
+    assert_eq!(running.metrics.redis_deductions.get(), deductions);
+    assert_eq!(env.backends.stock.store().stock("3").await.unwrap(), 100);
+    drop(held);
+    let (status, body) = client.buy("o-1", 1, 3).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("queued"))
+    );
+
+    let answers = join_all((2..602u64).map(|user| {
+        let (http, base) = (client.http.clone(), client.base.clone());
+        tokio::spawn(async move {
+            let mut refused = 0u32;
+            loop {
+                let response = http
+                    .post(format!("{base}/api/v1/seckill"))
+                    .json(
+                        &json!({ "request_id": format!("o-{user}"), "user_id": user, "sku_id": 3 }),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = response.json().await.unwrap();
+                match body["status"].as_str().unwrap() {
+                    "overloaded" => {
+                        refused += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    answer => return (answer.to_owned(), refused),
+                }
+            }
+        })
+    }))
+    .await;
+    let answers: Vec<(String, u32)> = answers.into_iter().map(Result::unwrap).collect();
+    let queued = answers.iter().filter(|(a, _)| a == "queued").count();
+    let sold_out = answers.iter().filter(|(a, _)| a == "sold_out").count();
+    assert_eq!((queued, sold_out), (99, 501));
+    let refused: u64 = answers.iter().map(|(_, r)| u64::from(*r)).sum();
+    assert_eq!(
+        running
+            .metrics
+            .outcome_count(crate::metrics::Outcome::Overloaded),
+        refused + 1
+    );
+    assert_eq!(running.bulkhead.stats().in_flight, 0);
+    wait_within("orders in MySQL", Duration::from_secs(60), || async {
+        order_count(&env, 3).await >= 100
+    })
+    .await;
+    assert_eq!(order_count(&env, 3).await, 100);
+    assert_eq!(mysql_stock(env.backends.store.pool(), 3).await, 0);
+    assert_eq!(env.backends.stock.store().stock("3").await.unwrap(), 0);
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
 /// Malformed bodies get 400 (413 when too large), never a 500, and the
 /// service keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
