@@ -4,10 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
@@ -57,8 +57,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// The body, at most [`BODY_LIMIT`] bytes; a longer one is drained (see
 /// [`DRAIN_LIMIT`]) and refused with 413.
 async fn read_body(req: Request) -> Result<Vec<u8>, AppError> {
-    let declared = content_length(req.headers());
     let mut body = req.into_body();
+    // The declared `Content-Length`: hyper reports it as the exact size.
+    let declared = body
+        .size_hint()
+        .exact()
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     if let Some(declared) = declared.filter(|&n| n > BODY_LIMIT) {
         if declared <= DRAIN_LIMIT {
             drain(body, 0).await;
@@ -93,17 +97,6 @@ async fn drain(mut body: Body, mut read: usize) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
-}
-
-/// The declared `Content-Length`, when there is a valid one.
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The client's IP: the peer address, or the first `X-Forwarded-For`
