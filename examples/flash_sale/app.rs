@@ -13,15 +13,22 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SaleSettings, Services, redact};
+use crate::domain::blacklist::Blacklist;
 use crate::domain::sale::Sale;
 use crate::grants::GrantLog;
-use crate::http::state::{AdminState, AppSale, BuyState, HttpState, OpsState, QueryState};
+use crate::http::state::{
+    AdminState, AppSale, BuyState, HttpState, IdentityState, OpsState, QueryState,
+};
+use crate::identity::challenge::{Challenge, ProofOfWork};
+use crate::identity::token::TokenKeys;
 use crate::kafka::client::Kafka;
 use crate::kafka::consumer::{self, ConsumerDeps};
 use crate::kafka::producer::{BatchSettings, OrderSink};
 use crate::metrics::Metrics;
+use crate::protection::Protection;
 use crate::reconcile::{ReconcileSettings, Reconciler};
 use crate::recovery::StockRebuild;
+use crate::redis::blacklist::BlacklistStore;
 use crate::redis::sku_cache::SkuCatalog;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
@@ -75,6 +82,17 @@ pub struct Backends {
     pub services: Services,
     /// Shared metrics.
     pub metrics: Arc<Metrics>,
+    /// The signing secret of buyers' tokens (given, or random per process).
+    pub auth_secret: Arc<[u8]>,
+    /// The shared blacklist on `redis`.
+    pub blacklist_store: BlacklistStore,
+    /// This process's copy of it (loaded at connect, kept fresh by
+    /// each running instance).
+    pub blacklist: Blacklist,
+    /// The breakers and the buy path's adaptive limit, once
+    /// [`protect`](Backends::protect)ed (`protection.rs`); `None`: calls go
+    /// to the services unguarded (tests that drive one part alone).
+    pub protection: Option<Protection>,
 }
 
 impl Backends {
@@ -92,6 +110,22 @@ impl Backends {
             })?;
         let stock = RedisStock::new(redis.clone(), &services.namespace)
             .map_err(|e| StartError::Config(format!("namespace: {e}")))?;
+        let auth_secret: Arc<[u8]> = match &services.auth_secret {
+            Some(secret) => secret.as_bytes().into(),
+            None => rand::random::<[u8; 32]>().as_slice().into(),
+        };
+        // The length rule, said at start rather than at the first request.
+        TokenKeys::new(&auth_secret)
+            .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
+        let blacklist_store = BlacklistStore::new(redis.clone(), &services.namespace);
+        let blacklist = Blacklist::new();
+        blacklist_store
+            .load_into(&blacklist)
+            .await
+            .map_err(|source| StartError::Redis {
+                url: services.redis_url.clone(),
+                source,
+            })?;
         let store = Store::connect(&services.database_url, 16, &services.namespace)
             .await
             .map_err(|source| StartError::Db {
@@ -120,6 +154,43 @@ impl Backends {
             kafka: Arc::new(kafka),
             services: services.clone(),
             metrics: Arc::new(Metrics::default()),
+            auth_secret,
+            blacklist_store,
+            blacklist,
+            protection: None,
+        })
+    }
+
+    /// Who may buy on an instance with `settings`: token keys, the
+    /// blacklist copy, the challenge (its key derived from the token
+    /// secret, so every instance sharing the secret checks every puzzle).
+    ///
+    /// # Errors
+    ///
+    /// A setting out of range.
+    pub fn identity(&self, settings: &SaleSettings) -> Result<IdentityState, StartError> {
+        let id = &settings.identity;
+        let keys = TokenKeys::new(&self.auth_secret)
+            .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
+        let challenge: Option<Arc<dyn Challenge>> = match id.challenge_bits {
+            0 => None,
+            bits => {
+                use hmac::Mac;
+                let mut derive =
+                    <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.auth_secret)
+                        .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
+                derive.update(b"seckill challenge key");
+                let key: [u8; 32] = derive.finalize().into_bytes().into();
+                let pow = ProofOfWork::new(key, bits, Duration::from_secs(id.challenge_ttl_s))
+                    .map_err(|e| StartError::Config(format!("--challenge-bits: {e}")))?;
+                Some(Arc::new(pow))
+            }
+        };
+        Ok(IdentityState {
+            keys: Arc::new(keys),
+            blacklist: self.blacklist.clone(),
+            challenge,
+            demo_token_ttl: id.demo_tokens.then(|| id.token_ttl()),
         })
     }
 
@@ -132,7 +203,7 @@ impl Backends {
         settings
             .validate()
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let sink = OrderSink::new(
+        let sink = OrderSink::with_breaker(
             self.producer()?,
             self.services.topic.clone(),
             BatchSettings {
@@ -140,6 +211,7 @@ impl Backends {
                 max_delay: Duration::from_millis(settings.batch_delay_ms),
             },
             Arc::clone(&self.metrics),
+            self.protection.as_ref().map(|p| p.kafka.clone()),
         )
         .map_err(|e| StartError::Config(format!("batcher: {e}")))?;
         Sale::new(
@@ -230,6 +302,9 @@ pub struct Running {
     /// The buy path's bulkhead (`--max-in-flight`).
     #[cfg_attr(not(test), allow(dead_code))]
     pub bulkhead: seckill::overload::Bulkhead,
+    /// The breakers and the adaptive limit of this instance.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub protection: Protection,
     http: JoinHandle<()>,
     stop_http: CancellationToken,
     stop_workers: CancellationToken,
@@ -250,7 +325,12 @@ impl Running {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Config(format!("listener: {e}")))?;
+        // Every dependency call of this instance behind its breaker.
+        let protection = Protection::new(&settings.protection, &backends.metrics)?;
+        let protected = backends.protect(&protection);
+        let backends = &protected;
         let sale = Arc::new(backends.sale(settings)?);
+        let identity = backends.identity(settings)?;
         let bulkhead = seckill::overload::Bulkhead::new(settings.max_in_flight as usize)
             .map_err(|e| StartError::Config(format!("--max-in-flight: {e}")))?;
         let catalog = SkuCatalog::new(
@@ -278,7 +358,9 @@ impl Running {
             ]
         });
         let state = HttpState {
+            identity: identity.clone(),
             buy: BuyState {
+                identity,
                 bulkhead: bulkhead.clone(),
                 sale: Arc::clone(&sale),
                 metrics: Arc::clone(&backends.metrics),
@@ -300,6 +382,8 @@ impl Running {
                     catalog: catalog.clone(),
                     store: backends.store.clone(),
                     stock: backends.stock.clone(),
+                    blacklist: backends.blacklist_store.clone(),
+                    blacklist_copy: backends.blacklist.clone(),
                 }),
             ops: OpsState {
                 store: backends.store.clone(),
@@ -321,6 +405,12 @@ impl Running {
         let workers = vec![
             backends.spawn_consumer(settings, stop_workers.clone()),
             backends.spawn_reconciler(settings, stop_workers.clone())?,
+            tokio::spawn(crate::redis::blacklist::keep_fresh(
+                backends.blacklist_store.clone(),
+                backends.blacklist.clone(),
+                Duration::from_millis(settings.identity.blacklist_refresh_ms),
+                stop_workers.clone(),
+            )),
         ];
         Ok(Self {
             addr,
@@ -328,6 +418,7 @@ impl Running {
             catalog,
             metrics: Arc::clone(&backends.metrics),
             bulkhead,
+            protection,
             http,
             stop_http,
             stop_workers,

@@ -82,6 +82,17 @@ pub struct Services {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// Secret that signs and verifies buyers' bearer tokens (HS256, 32 to
+    /// 1,024 bytes; every instance and the token issuer share it). Absent: a
+    /// random one per process, so only this process's own demo endpoint can
+    /// mint tokens it accepts.
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_AUTH_SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
     /// Kafka topic of the orders.
     #[arg(
         long,
@@ -189,6 +200,12 @@ pub struct SaleSettings {
     /// long recreates its Kafka client and rejoins the group (ms).
     #[arg(long, global = true, default_value_t = 15_000)]
     pub consumer_stuck_after_ms: u64,
+    /// Who may buy: tokens, per-device limits, blacklist, challenge.
+    #[command(flatten)]
+    pub identity: crate::identity::settings::IdentitySettings,
+    /// Overload protection: breakers, timeouts, the adaptive limit.
+    #[command(flatten)]
+    pub protection: crate::protection::ProtectionSettings,
 }
 
 /// A sale setting out of its range.
@@ -269,6 +286,8 @@ impl SaleSettings {
                 });
             }
         }
+        self.identity.validate()?;
+        self.protection.validate()?;
         Ok(())
     }
 
@@ -281,6 +300,8 @@ impl SaleSettings {
             ip_burst: self.ip_burst,
             user_rate: self.user_rate,
             user_burst: self.user_burst,
+            device_rate: self.identity.device_rate,
+            device_burst: self.identity.device_burst,
             global_rate: self.global_rate,
             global_capacity: self.global_capacity,
             sold_out_recheck: Duration::from_millis(self.sold_out_recheck_ms),
@@ -429,6 +450,35 @@ mod range_tests {
             "reconcile-lease-ms" => s.reconcile_lease_ms = v,
             "consumer-stuck-after-ms" => s.consumer_stuck_after_ms = v,
             other => panic!("unknown flag {other}"),
+        }
+    }
+
+    #[test]
+    fn every_identity_number_is_checked_against_its_range() {
+        let defaults = SaleSettings::defaults().unwrap();
+        for (flag, _, min, max) in defaults.identity.ranges() {
+            for bad in [min.checked_sub(1), max.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                let mut settings = defaults.clone();
+                let id = &mut settings.identity;
+                let n = u32::try_from(bad).unwrap_or(u32::MAX);
+                match flag {
+                    "token-ttl-s" => id.token_ttl_s = bad,
+                    "device-rate" => id.device_rate = n,
+                    "device-burst" => id.device_burst = n,
+                    "blacklist-refresh-ms" => id.blacklist_refresh_ms = bad,
+                    "challenge-bits" => id.challenge_bits = n,
+                    "challenge-ttl-s" => id.challenge_ttl_s = bad,
+                    other => panic!("unknown flag {other}"),
+                }
+                let error = settings.validate().unwrap_err();
+                assert_eq!(
+                    (error.flag, error.value, error.min, error.max),
+                    (flag, bad, min, max)
+                );
+            }
         }
     }
 }

@@ -31,10 +31,12 @@ mod config;
 mod domain;
 mod grants;
 mod http;
+mod identity;
 mod kafka;
 mod load;
 mod logging;
 mod metrics;
+mod protection;
 mod reconcile;
 mod recovery;
 mod redis;
@@ -101,10 +103,16 @@ async fn demo(
         .admin_token
         .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string())
         .clone();
+    // The load mints its buyers' tokens with the instance's secret.
+    services
+        .auth_secret
+        .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string().repeat(2));
     let signal = app::shutdown_signal()?;
     let mut sale = sale.clone();
     // The load's virtual users come from one address; let them say which IP they are.
     sale.trust_forwarded_for = true;
+    // A browser or curl can get a token too.
+    sale.identity.demo_tokens = true;
     let backends = Backends::connect(&services).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let running = Running::start(&backends, &sale, listener)?;
@@ -153,6 +161,11 @@ async fn consume(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let signal = app::shutdown_signal()?;
     let backends = Backends::connect(services).await?;
+    // The consumer's MySQL writes behind the breaker, as in `serve`.
+    let backends = backends.protect(&protection::Protection::new(
+        &sale.protection,
+        &backends.metrics,
+    )?);
     let stop = CancellationToken::new();
     let consumer = backends.spawn_consumer(sale, stop.clone());
     println!(

@@ -8,7 +8,7 @@
 //! run in one process) counts on its own.
 
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -48,13 +48,17 @@ pub enum Outcome {
     Conflict,
     /// More purchases in flight than `--max-in-flight` (503).
     Overloaded,
+    /// No valid bearer token (401).
+    Unauthorized,
+    /// Blocked, another user's body, or a failed challenge (403).
+    Forbidden,
     /// A service failed (503).
     Error,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Queued,
         Outcome::SoldOut,
         Outcome::Insufficient,
@@ -66,6 +70,8 @@ impl Outcome {
         Outcome::Paused,
         Outcome::Conflict,
         Outcome::Overloaded,
+        Outcome::Unauthorized,
+        Outcome::Forbidden,
         Outcome::Error,
     ];
 
@@ -83,6 +89,8 @@ impl Outcome {
             Outcome::Paused => "paused",
             Outcome::Conflict => "conflict",
             Outcome::Overloaded => "overloaded",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
             Outcome::Error => "error",
         }
     }
@@ -100,6 +108,49 @@ struct OutcomeLabel {
     outcome: Outcome,
 }
 
+/// A dependency behind a circuit breaker, as the `dependency` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dependency {
+    /// Redis, on the buy path (the stock deduction).
+    Redis,
+    /// MySQL (the consumer's batch transactions, the SKU loads).
+    Mysql,
+    /// Kafka (publishing batches of orders).
+    Kafka,
+}
+
+impl Dependency {
+    /// Every dependency.
+    pub const ALL: [Dependency; 3] = [Dependency::Redis, Dependency::Mysql, Dependency::Kafka];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependency::Redis => "redis",
+            Dependency::Mysql => "mysql",
+            Dependency::Kafka => "kafka",
+        }
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Dependency {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// The label set of the `seckill_breaker_*` series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DependencyLabel {
+    dependency: Dependency,
+}
+
 const LATENCY_BOUNDS: [f64; 12] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
@@ -110,6 +161,7 @@ const BATCH_BOUNDS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 25
 #[derive(Debug)]
 pub struct Metrics {
     registry: RwLock<Registry>,
+    refresh: Refreshers,
     requests: Family<OutcomeLabel, Counter>,
     /// Latency of `POST /api/v1/seckill`, in seconds.
     pub request_seconds: Histogram,
@@ -145,12 +197,20 @@ pub struct Metrics {
     pub consumer_rejoins: Counter,
     /// SKUs whose Redis stock was rebuilt from MySQL (Redis lost it).
     pub stock_rebuilds: Counter,
+    breaker_state: Family<DependencyLabel, Gauge>,
+    breaker_changes: Family<DependencyLabel, Counter>,
+    breaker_rejected: Family<DependencyLabel, Counter>,
+    /// The buy path's adaptive concurrency limit (0 while it is off).
+    pub adaptive_limit: Gauge,
+    /// Purchases shed by the adaptive limit (answered 503 `overloaded`).
+    pub adaptive_shed: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let metrics = Self {
             registry: RwLock::new(Registry::default()),
+            refresh: Refreshers::default(),
             requests: Family::default(),
             request_seconds: Histogram::new(LATENCY_BOUNDS),
             sold_out_local: Counter::default(),
@@ -169,10 +229,21 @@ impl Default for Metrics {
             reconciler_lease: Gauge::default(),
             consumer_rejoins: Counter::default(),
             stock_rebuilds: Counter::default(),
+            breaker_state: Family::default(),
+            breaker_changes: Family::default(),
+            breaker_rejected: Family::default(),
+            adaptive_limit: Gauge::default(),
+            adaptive_shed: Counter::default(),
         };
-        // Every outcome shows from the start, at 0.
+        // Every outcome and dependency shows from the start, at 0.
         for outcome in Outcome::ALL {
             let _ = metrics.requests.get_or_create(&OutcomeLabel { outcome });
+        }
+        for dependency in Dependency::ALL {
+            let label = DependencyLabel { dependency };
+            let _ = metrics.breaker_state.get_or_create(&label);
+            let _ = metrics.breaker_changes.get_or_create(&label);
+            let _ = metrics.breaker_rejected.get_or_create(&label);
         }
         metrics.register_all();
         metrics
@@ -186,7 +257,7 @@ impl Metrics {
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let counters: [(&str, &str, &Counter); 13] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "seckill_sold_out_local",
                 "Answers given from the local sold-out flag.",
@@ -252,6 +323,11 @@ impl Metrics {
                 "SKU stocks rebuilt in Redis from MySQL.",
                 &self.stock_rebuilds,
             ),
+            (
+                "seckill_adaptive_shed",
+                "Purchases shed by the adaptive concurrency limit.",
+                &self.adaptive_shed,
+            ),
         ];
         r.register(
             "seckill_requests",
@@ -281,6 +357,26 @@ impl Metrics {
             "1 while this instance holds the reconciler lease.",
             self.reconciler_lease.clone(),
         );
+        r.register(
+            "seckill_breaker_state",
+            "Circuit breaker state by dependency: 0 closed, 1 throttling.",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "seckill_breaker_state_changes",
+            "Circuit breaker state changes by dependency.",
+            self.breaker_changes.clone(),
+        );
+        r.register(
+            "seckill_breaker_rejected",
+            "Calls a circuit breaker rejected without calling the dependency.",
+            self.breaker_rejected.clone(),
+        );
+        r.register(
+            "seckill_adaptive_limit",
+            "The buy path's adaptive concurrency limit (0: off).",
+            self.adaptive_limit.clone(),
+        );
     }
 
     /// Counts one purchase answer.
@@ -292,6 +388,39 @@ impl Metrics {
     #[cfg(test)]
     pub fn outcome_count(&self, outcome: Outcome) -> u64 {
         self.requests.get_or_create(&OutcomeLabel { outcome }).get()
+    }
+
+    /// Sets the state gauge of `dependency`'s breaker.
+    pub fn set_breaker_state(&self, dependency: Dependency, throttling: bool) {
+        let _ = self
+            .breaker_state
+            .get_or_create(&DependencyLabel { dependency })
+            .set(i64::from(throttling));
+    }
+
+    /// Counts one state change of `dependency`'s breaker.
+    pub fn count_breaker_change(&self, dependency: Dependency) {
+        self.breaker_changes
+            .get_or_create(&DependencyLabel { dependency })
+            .inc();
+    }
+
+    /// Counts one call `dependency`'s breaker rejected.
+    pub fn count_breaker_rejected(&self, dependency: Dependency) {
+        self.breaker_rejected
+            .get_or_create(&DependencyLabel { dependency })
+            .inc();
+    }
+
+    /// `dependency`'s breaker: (state gauge, state changes, rejected calls).
+    #[cfg(test)]
+    pub fn breaker(&self, dependency: Dependency) -> (i64, u64, u64) {
+        let label = DependencyLabel { dependency };
+        (
+            self.breaker_state.get_or_create(&label).get(),
+            self.breaker_changes.get_or_create(&label).get(),
+            self.breaker_rejected.get_or_create(&label).get(),
+        )
     }
 
     /// Adds counters that another part owns and reads at each scrape
@@ -307,8 +436,28 @@ impl Metrics {
             .register_collector(Box::new(ReadCounters(Box::new(read))));
     }
 
+    /// Runs `refresh` before every [`render`](Self::render): for gauges
+    /// whose owner updates them only when it is used (a breaker's state
+    /// moves with its window even when no call comes).
+    pub fn on_render(&self, refresh: impl Fn() + Send + Sync + 'static) {
+        self.refresh
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(refresh));
+    }
+
     /// OpenMetrics text of every series ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
+        for refresh in self
+            .refresh
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            refresh();
+        }
         let mut out = String::with_capacity(4096);
         let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -316,6 +465,16 @@ impl Metrics {
             tracing::error!(%error, "could not render the metrics");
         }
         out
+    }
+}
+
+/// Hooks run before each render.
+#[derive(Default)]
+struct Refreshers(Mutex<Vec<Box<dyn Fn() + Send + Sync>>>);
+
+impl fmt::Debug for Refreshers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Refreshers")
     }
 }
 
@@ -356,6 +515,13 @@ mod tests {
             m.request_seconds.observe(v);
         }
         m.add_counters(|| vec![("seckill_cache_hits", "Hits.", 7)]);
+        m.set_breaker_state(Dependency::Mysql, true);
+        m.count_breaker_change(Dependency::Mysql);
+        m.count_breaker_rejected(Dependency::Redis);
+        m.count_breaker_rejected(Dependency::Redis);
+        m.adaptive_limit.set(20);
+        m.adaptive_shed.inc();
+        assert_eq!(m.breaker(Dependency::Redis), (0, 0, 2));
         assert_eq!(m.outcome_count(Outcome::Queued), 2);
         let text = m.render();
         for line in [
@@ -368,6 +534,13 @@ mod tests {
             "seckill_request_duration_seconds_bucket{le=\"+Inf\"} 3\n",
             "seckill_consumer_lag_messages 0\n",
             "seckill_cache_hits_total 7\n",
+            "seckill_breaker_state{dependency=\"mysql\"} 1\n",
+            "seckill_breaker_state{dependency=\"kafka\"} 0\n",
+            "seckill_breaker_state_changes_total{dependency=\"mysql\"} 1\n",
+            "seckill_breaker_rejected_total{dependency=\"redis\"} 2\n",
+            "seckill_breaker_rejected_total{dependency=\"kafka\"} 0\n",
+            "seckill_adaptive_limit 20\n",
+            "seckill_adaptive_shed_total 1\n",
             "# EOF\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

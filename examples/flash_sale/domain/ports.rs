@@ -13,7 +13,8 @@ use super::purchase::Purchase;
 use super::request_id::RequestId;
 use super::sku::Sku;
 
-/// A service the domain depends on failed; what it did is unknown.
+/// A service the domain depends on failed, or was not asked at all
+/// ([`Cause`] says which).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{service} failed: {detail}")]
 pub struct Unavailable {
@@ -21,14 +22,37 @@ pub struct Unavailable {
     pub service: Service,
     /// What it said (for logs; never shown to clients).
     pub detail: String,
+    /// Whether the service was asked, and so whether anything may have
+    /// been decided.
+    pub cause: Cause,
+}
+
+/// Why a service is unavailable to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The call was made and failed or timed out: what the service did is
+    /// unknown (a retry with the same request id finds out).
+    Failed,
+    /// The service's circuit breaker rejected the call locally (it has been
+    /// failing): nothing was sent, nothing decided.
+    Throttled,
+    /// The adaptive concurrency limit in front of the service shed the
+    /// call (too many in flight): nothing was sent, nothing decided.
+    Shed,
 }
 
 impl Unavailable {
-    /// `service` failed with `error`.
+    /// `service` failed with `error` ([`Cause::Failed`]).
     pub fn new(service: Service, error: impl fmt::Display) -> Self {
+        Self::because(service, Cause::Failed, error)
+    }
+
+    /// `service` was unavailable for `cause`, described by `error`.
+    pub fn because(service: Service, cause: Cause, error: impl fmt::Display) -> Self {
         Self {
             service,
             detail: error.to_string(),
+            cause,
         }
     }
 }

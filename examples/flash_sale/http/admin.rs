@@ -1,8 +1,10 @@
-//! The admin routes, behind a bearer token: `PUT /api/v1/admin/skus/{sku_id}`
-//! and `GET /api/v1/admin/calibration`.
+//! The admin routes, behind a bearer token: `PUT /api/v1/admin/skus/{sku_id}`,
+//! `GET /api/v1/admin/calibration`, and the blacklist:
+//! `GET /api/v1/admin/blacklist`, `PUT` and `DELETE
+//! /api/v1/admin/blacklist/{users|ips|devices}/{value}`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use serde::Deserialize;
@@ -11,8 +13,10 @@ use serde_json::{Value, json};
 use super::error::AppError;
 use super::extract::{JsonBody, SkuId};
 use super::state::AdminState;
+use crate::domain::blacklist::ListKind;
 use crate::domain::catalog::{self, UpdateError};
 use crate::domain::sku::Sku;
+use crate::redis::blacklist::{Added, BlacklistError};
 
 /// The admin body.
 #[derive(Debug, Deserialize)]
@@ -76,6 +80,96 @@ pub async fn calibration(
         })?;
     let agrees = skus.iter().all(crate::calibrate::SkuCalibration::agrees);
     Ok(Json(json!({ "agrees": agrees, "skus": skus })))
+}
+
+/// `GET /api/v1/admin/blacklist`: the lists as this instance holds them.
+pub async fn blacklist(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.token, &headers)?;
+    let entries = state.blacklist_copy.entries();
+    let mut users: Vec<u64> = entries.users.iter().copied().collect();
+    let mut ips: Vec<String> = entries.ips.iter().map(ToString::to_string).collect();
+    let mut devices: Vec<&String> = entries.devices.iter().collect();
+    users.sort_unstable();
+    ips.sort_unstable();
+    devices.sort_unstable();
+    Ok(Json(
+        json!({ "users": users, "ips": ips, "devices": devices }),
+    ))
+}
+
+/// `PUT /api/v1/admin/blacklist/{list}/{value}`: blocks a user, an address
+/// or a device on every instance (this one at once, the others within
+/// `--blacklist-refresh-ms`). `added` is false when it was already there.
+pub async fn block(
+    State(state): State<AdminState>,
+    Path((list, value)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.token, &headers)?;
+    let (kind, value) = entry(&list, &value)?;
+    let added = state
+        .blacklist
+        .add(kind, &value)
+        .await
+        .map_err(blacklist_error)?;
+    reload(&state).await;
+    Ok(Json(
+        json!({ "list": kind.name(), "value": value, "added": added == Added::New }),
+    ))
+}
+
+/// `DELETE /api/v1/admin/blacklist/{list}/{value}`: unblocks it.
+/// `removed` is false when it was not there.
+pub async fn unblock(
+    State(state): State<AdminState>,
+    Path((list, value)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.token, &headers)?;
+    let (kind, value) = entry(&list, &value)?;
+    let removed = state
+        .blacklist
+        .remove(kind, &value)
+        .await
+        .map_err(blacklist_error)?;
+    reload(&state).await;
+    Ok(Json(
+        json!({ "list": kind.name(), "value": value, "removed": removed }),
+    ))
+}
+
+/// The list and the canonical value of a blacklist route.
+fn entry(list: &str, value: &str) -> Result<(ListKind, String), AppError> {
+    let kind: ListKind = list
+        .parse()
+        .map_err(|e: crate::domain::blacklist::UnknownList| AppError::NotFound(e.to_string()))?;
+    let value = kind
+        .canonical(value)
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok((kind, value))
+}
+
+fn blacklist_error(error: BlacklistError) -> AppError {
+    match error {
+        BlacklistError::Full(_) => AppError::Conflict(error.to_string()),
+        BlacklistError::Redis(e) => {
+            tracing::error!(error = %e, "blacklist change failed");
+            AppError::Unavailable(
+                "Redis is unavailable; the change may not have happened, retry".into(),
+            )
+        }
+    }
+}
+
+/// Reloads this instance's copy after a change (the refresher would, a
+/// little later; a failure here leaves it to the refresher).
+async fn reload(state: &AdminState) {
+    if let Err(error) = state.blacklist.load_into(&state.blacklist_copy).await {
+        tracing::warn!(%error, "could not reload the blacklist after a change; the refresher will");
+    }
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.

@@ -20,6 +20,13 @@ pub enum AppError {
     /// request id.
     #[error("the service is overloaded ({0} purchases in flight); retry with the same request_id")]
     Overloaded(usize),
+    /// The adaptive limit in front of the stock deduction is reached (Redis
+    /// answers slower than it can take more): 503 with `"status":
+    /// "overloaded"`; nothing was decided, retry with the same request id.
+    #[error(
+        "the stock service is at its concurrency limit; nothing was decided, retry with the same request_id"
+    )]
+    Shed,
     /// The request id was used before for another purchase: 409.
     #[error("{0}")]
     Conflict(String),
@@ -29,6 +36,19 @@ pub enum AppError {
     /// Missing or wrong bearer token: 401.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// The buyer's token is missing, expired, forged or contradicted: 401
+    /// with `"status": "unauthorized"`; nothing was decided.
+    #[error("{0}")]
+    Unauthenticated(#[from] crate::identity::token::AuthError),
+    /// The buyer may not do this: 403 with `status` (`blocked`,
+    /// `forbidden`, `challenge_failed`); nothing was decided.
+    #[error("{message}")]
+    Forbidden {
+        /// The `status` field.
+        status: &'static str,
+        /// What happened and what to do.
+        message: String,
+    },
     /// A backing service failed; the client may retry: 503.
     #[error("{0}")]
     Unavailable(String),
@@ -48,10 +68,12 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Unavailable(_) | AppError::Paused(_) | AppError::Overloaded(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Unauthorized | AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::Unavailable(_)
+            | AppError::Paused(_)
+            | AppError::Overloaded(_)
+            | AppError::Shed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -62,17 +84,34 @@ impl IntoResponse for AppError {
         if matches!(self, AppError::Paused(_)) {
             body["status"] = json!("paused");
         }
-        if matches!(self, AppError::Overloaded(_)) {
+        if matches!(self, AppError::Overloaded(_) | AppError::Shed) {
             body["status"] = json!("overloaded");
+        }
+        if matches!(self, AppError::Unauthenticated(_)) {
+            body["status"] = json!("unauthorized");
+        }
+        if let AppError::Forbidden { status, .. } = &self {
+            body["status"] = json!(status);
         }
         let mut response = (self.status(), Json(body)).into_response();
         match self {
-            AppError::Unauthorized => {
+            AppError::Unauthorized
+            | AppError::Unauthenticated(crate::identity::token::AuthError::Missing) => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Unavailable(_) | AppError::Paused(_) | AppError::Overloaded(_) => {
+            AppError::Unauthenticated(_) => {
+                // RFC 6750: the token was presented and refused.
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            AppError::Unavailable(_)
+            | AppError::Paused(_)
+            | AppError::Overloaded(_)
+            | AppError::Shed => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -93,7 +132,14 @@ impl IntoResponse for AppError {
 impl From<crate::domain::ports::Unavailable> for AppError {
     /// Logged with its detail; the client hears which service to retry.
     fn from(error: crate::domain::ports::Unavailable) -> Self {
-        tracing::error!(%error, "a service failed");
+        use crate::domain::ports::Cause;
+        match error.cause {
+            Cause::Failed => tracing::error!(%error, "a service failed"),
+            // Not called at all: the breaker logs when it starts throttling.
+            Cause::Throttled | Cause::Shed => {
+                tracing::debug!(%error, "a service call was not made")
+            }
+        }
         AppError::Unavailable(format!("{} is unavailable; retry", error.service))
     }
 }

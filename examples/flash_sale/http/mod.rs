@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod ops;
 pub mod orders;
 pub mod seckill;
@@ -24,6 +25,8 @@ pub fn app(state: HttpState) -> Router {
         .route("/api/v1/seckill", post(seckill::seckill))
         .route("/api/v1/orders/{request_id}", get(orders::order_status))
         .route("/api/v1/skus/{sku_id}", get(skus::get_sku))
+        .route("/api/v1/challenge", get(identity::challenge))
+        .route("/api/v1/demo/token", post(identity::demo_token))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .with_state(state);
@@ -33,6 +36,11 @@ pub fn app(state: HttpState) -> Router {
             Router::new()
                 .route("/api/v1/admin/skus/{sku_id}", put(admin::put_sku))
                 .route("/api/v1/admin/calibration", get(admin::calibration))
+                .route("/api/v1/admin/blacklist", get(admin::blacklist))
+                .route(
+                    "/api/v1/admin/blacklist/{list}/{value}",
+                    put(admin::block).delete(admin::unblock),
+                )
                 .with_state(admin),
         );
     }

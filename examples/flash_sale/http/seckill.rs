@@ -11,21 +11,28 @@ use serde_json::json;
 
 use super::error::AppError;
 use super::extract::{ClientIp, JsonBody};
+use super::identity::Authenticated;
 use super::state::BuyState;
-use crate::domain::ports::Catalog;
+use crate::domain::buyer::{Buyer, Client};
+use crate::domain::ports::{Catalog, Cause};
 use crate::domain::purchase::{Answer, Purchase};
 use crate::domain::request_id::RequestId;
 use crate::domain::sale::PurchaseError;
 use crate::metrics::Outcome;
 
-/// The request body.
+/// The request body. The buyer is the bearer token's subject: `user_id`
+/// may be left out, and when given must be that user. `challenge` carries
+/// the answer to the sale's challenge, when it asks for one.
 #[derive(Debug, Deserialize)]
 pub struct SeckillBody {
     request_id: String,
-    user_id: u64,
+    #[serde(default)]
+    user_id: Option<u64>,
     sku_id: u64,
     #[serde(default = "one")]
     quantity: u32,
+    #[serde(default)]
+    challenge: Option<serde_json::Value>,
 }
 
 fn one() -> u32 {
@@ -34,19 +41,28 @@ fn one() -> u32 {
 
 /// Decides a purchase. Statuses: `queued` 202; `sold_out`, `insufficient`,
 /// `limit_exceeded`, `cancelled` 200 (a normal answer of a sale, not a
-/// client error); `rate_limited` 429 with `Retry-After`; bad input 400/413;
-/// unknown SKU 404; the stock service down 503; a SKU that MySQL knows but
-/// Redis lost (its sale paused until the stock is rebuilt) 503 `paused`.
+/// client error); `rate_limited` 429 with `Retry-After`; no valid bearer
+/// token 401 `unauthorized`; a blocked buyer 403 `blocked`, another
+/// user's `user_id` 403 `forbidden`, a missing or failed challenge 403
+/// `challenge_failed`; bad input 400/413; unknown SKU 404; the stock
+/// service down 503; a SKU that MySQL knows but Redis lost (its sale
+/// paused until the stock is rebuilt) 503 `paused`.
 pub async fn seckill(
     State(state): State<BuyState>,
     ClientIp(ip): ClientIp,
+    buyer: Result<Authenticated, AppError>,
     body: Result<JsonBody<SeckillBody>, AppError>,
 ) -> Response {
     let started = Instant::now();
-    // The bulkhead first: an overloaded instance answers before any work.
-    let response = match state.bulkhead.try_acquire() {
-        Ok(_permit) => decide(&state, ip, body).await,
-        Err(full) => Err(AppError::Overloaded(full.max_concurrent)),
+    // Who is buying, first: no limiter, bulkhead or Redis work for a
+    // request without a valid token or from a blocked buyer.
+    let response = match admit(&state, ip, buyer) {
+        // The bulkhead next: an overloaded instance answers before any work.
+        Ok(buyer) => match state.bulkhead.try_acquire() {
+            Ok(_permit) => decide(&state, ip, buyer, body).await,
+            Err(full) => Err(AppError::Overloaded(full.max_concurrent)),
+        },
+        Err(e) => Err(e),
     };
     state
         .metrics
@@ -58,7 +74,9 @@ pub async fn seckill(
         Err(AppError::NotFound(_)) => Outcome::NotFound,
         Err(AppError::Paused(_)) => Outcome::Paused,
         Err(AppError::Conflict(_)) => Outcome::Conflict,
-        Err(AppError::Overloaded(_)) => Outcome::Overloaded,
+        Err(AppError::Overloaded(_) | AppError::Shed) => Outcome::Overloaded,
+        Err(AppError::Unauthenticated(_)) => Outcome::Unauthorized,
+        Err(AppError::Forbidden { .. }) => Outcome::Forbidden,
         Err(_) => Outcome::Error,
     });
     match response {
@@ -67,22 +85,59 @@ pub async fn seckill(
     }
 }
 
+/// The authenticated buyer, unless they are blacklisted.
+fn admit(
+    state: &BuyState,
+    ip: std::net::IpAddr,
+    buyer: Result<Authenticated, AppError>,
+) -> Result<Buyer, AppError> {
+    let Authenticated(buyer) = buyer?;
+    state
+        .identity
+        .blacklist
+        .check(&buyer, ip)
+        .map_err(|blocked| AppError::Forbidden {
+            status: "blocked",
+            message: blocked.to_string(),
+        })?;
+    Ok(buyer)
+}
+
 async fn decide(
     state: &BuyState,
     ip: std::net::IpAddr,
+    buyer: Buyer,
     body: Result<JsonBody<SeckillBody>, AppError>,
 ) -> Result<(Answer, RequestId), AppError> {
     let JsonBody(body) = body?;
+    if body.user_id.is_some_and(|user| user != buyer.user_id) {
+        return Err(AppError::Forbidden {
+            status: "forbidden",
+            message: "user_id differs from the bearer token's user: a buyer buys for themselves (leave user_id out)".into(),
+        });
+    }
+    if let Some(challenge) = &state.identity.challenge {
+        challenge
+            .verify(buyer.user_id, body.sku_id, body.challenge.as_ref())
+            .map_err(|e| AppError::Forbidden {
+                status: "challenge_failed",
+                message: e.to_string(),
+            })?;
+    }
     let purchase = Purchase::parse(
         body.request_id,
-        body.user_id,
+        buyer.user_id,
         body.sku_id,
         body.quantity,
         state.sale.rules().max_quantity,
     )
     .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let request_id = purchase.request_id.clone();
-    match state.sale.purchase(ip, purchase).await {
+    let client = Client {
+        ip,
+        device: buyer.device.as_ref().map(|d| d.key()),
+    };
+    match state.sale.purchase(client, purchase).await {
         Ok(answer) => Ok((answer, request_id)),
         Err(PurchaseError::UnknownSku(sku)) => {
             // Redis has no stock for it: never on sale, or Redis lost it.
@@ -95,6 +150,14 @@ async fn decide(
         Err(PurchaseError::Conflict(id)) => Err(AppError::Conflict(format!(
             "request_id {id} was already used for another purchase (another SKU, quantity or user); use a new request_id"
         ))),
+        // Shed by the adaptive limit, or rejected by the Redis breaker:
+        // Redis was not asked, nothing was decided (counted, not logged).
+        Err(PurchaseError::Unavailable(e)) if e.cause == Cause::Shed => Err(AppError::Shed),
+        Err(PurchaseError::Unavailable(e)) if e.cause == Cause::Throttled => {
+            Err(AppError::Unavailable(
+                "the stock service is failing; this purchase was not tried, retry with the same request_id".into(),
+            ))
+        }
         Err(PurchaseError::Unavailable(e)) => {
             tracing::error!(error = %e, %request_id, "stock deduction failed");
             Err(AppError::Unavailable(

@@ -5,9 +5,13 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::domain::blacklist::Blacklist;
 use crate::domain::sale::Sale;
+use crate::identity::challenge::Challenge;
+use crate::identity::token::TokenKeys;
 use crate::kafka::producer::OrderSink;
 use crate::metrics::Metrics;
+use crate::redis::blacklist::BlacklistStore;
 use crate::redis::sku_cache::SkuCatalog;
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
@@ -26,11 +30,28 @@ pub struct HttpState {
     pub admin: Option<AdminState>,
     /// Health and metrics.
     pub ops: OpsState,
+    /// Tokens and challenges.
+    pub identity: IdentityState,
+}
+
+/// Who the buyer is: tokens, the blacklist copy, the challenge.
+#[derive(Clone)]
+pub struct IdentityState {
+    /// Verifies (and, for the demo endpoint, mints) buyers' tokens.
+    pub keys: Arc<TokenKeys>,
+    /// This instance's copy of the blacklist.
+    pub blacklist: Blacklist,
+    /// The challenge a purchase must pass; `None`: none.
+    pub challenge: Option<Arc<dyn Challenge>>,
+    /// Lifetime of demo tokens; `None`: the demo endpoint is off.
+    pub demo_token_ttl: Option<std::time::Duration>,
 }
 
 /// What `POST /api/v1/seckill` needs.
 #[derive(Clone)]
 pub struct BuyState {
+    /// Who is buying, and may they.
+    pub identity: IdentityState,
     /// At most `--max-in-flight` purchases at once; the rest get 503.
     pub bulkhead: seckill::overload::Bulkhead,
     /// The sale.
@@ -67,6 +88,10 @@ pub struct AdminState {
     pub store: Store,
     /// The Redis stock ledger.
     pub stock: RedisStock,
+    /// The shared blacklist.
+    pub blacklist: BlacklistStore,
+    /// This instance's copy, reloaded at once after a change here.
+    pub blacklist_copy: Blacklist,
 }
 
 /// What `/healthz` and `/metrics` need.
@@ -92,6 +117,12 @@ pub struct TrustForwardedFor(pub bool);
 impl FromRef<HttpState> for TrustForwardedFor {
     fn from_ref(state: &HttpState) -> Self {
         TrustForwardedFor(state.buy.trust_forwarded_for)
+    }
+}
+
+impl FromRef<HttpState> for IdentityState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.identity.clone()
     }
 }
 

@@ -7,6 +7,11 @@
 //! deductions are in the Redis deduction log, so the reconciler republishes
 //! them once Kafka is back. Nothing waits on the HTTP side (the client was
 //! answered `queued` as soon as Redis granted the deduction).
+//!
+//! With the Kafka breaker ([`OrderSink::with_breaker`]), a batch's publish
+//! goes through it: while Kafka is failing, the breaker rejects an attempt
+//! without sending, and the batcher treats that as a failed attempt (retry
+//! with backoff, then the reconciler), so nothing is lost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,11 +26,16 @@ use super::message;
 use crate::domain::order::Order;
 use crate::domain::ports::OrderQueue;
 use crate::metrics::Metrics;
+use crate::protection::{Guard, GuardError, any_error};
+
+/// Why a batch was not published: the Kafka breaker rejected it (nothing
+/// was sent) or Kafka failed.
+pub type PublishError = GuardError<KafkaError>;
 
 /// Sends orders to Kafka in batches.
 #[derive(Clone)]
 pub struct OrderSink {
-    batcher: Batcher<Order, KafkaError>,
+    batcher: Batcher<Order, PublishError>,
 }
 
 /// How the sink batches.
@@ -43,11 +53,28 @@ impl OrderSink {
     /// # Errors
     ///
     /// Bad batch settings, or no Tokio runtime.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(
         producer: FutureProducer,
         topic: String,
         settings: BatchSettings,
         metrics: Arc<Metrics>,
+    ) -> Result<Self, BuildError> {
+        Self::with_breaker(producer, topic, settings, metrics, None)
+    }
+
+    /// [`new`](Self::new), with every batch published through `breaker`
+    /// (the Kafka breaker) when there is one.
+    ///
+    /// # Errors
+    ///
+    /// Bad batch settings, or no Tokio runtime.
+    pub fn with_breaker(
+        producer: FutureProducer,
+        topic: String,
+        settings: BatchSettings,
+        metrics: Arc<Metrics>,
+        breaker: Option<Guard>,
     ) -> Result<Self, BuildError> {
         let producer = Arc::new(producer);
         let topic: Arc<str> = topic.into();
@@ -59,7 +86,7 @@ impl OrderSink {
             .capacity(8_192)
             .retries(3)
             .backoff(Duration::from_millis(100), Duration::from_secs(2))
-            .on_failure(move |batch: FailedBatch<Order, KafkaError>| {
+            .on_failure(move |batch: FailedBatch<Order, PublishError>| {
                 failures.orders_publish_failed.inc_by(batch.len() as u64);
                 tracing::warn!(
                     orders = batch.len(),
@@ -68,14 +95,19 @@ impl OrderSink {
                 );
             })
             .build(move |batch: Batch<Order>| {
-                let (producer, topic, metrics) = (
+                let (producer, topic, metrics, breaker) = (
                     Arc::clone(&producer),
                     Arc::clone(&topic),
                     Arc::clone(&metrics),
+                    breaker.clone(),
                 );
                 async move {
                     metrics.batch_orders.observe(batch.len() as f64);
-                    publish(&producer, &topic, &batch).await?;
+                    let send = || publish(&producer, &topic, &batch);
+                    match &breaker {
+                        Some(breaker) => breaker.call(any_error, send).await?,
+                        None => send().await.map_err(GuardError::Failed)?,
+                    }
                     metrics.orders_published.inc_by(batch.len() as u64);
                     Ok(())
                 }

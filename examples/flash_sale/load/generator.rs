@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde_json::json;
 
+use crate::identity::token::TokenKeys;
+
 /// What one answer said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
@@ -136,6 +138,11 @@ pub struct Plan {
     pub timeout: Duration,
     /// Seed of the virtual users' choices.
     pub seed: u64,
+    /// Mints each virtual user's bearer token (the load holds the
+    /// instance's token secret, as a login service would).
+    pub keys: Arc<TokenKeys>,
+    /// Lifetime of the minted tokens.
+    pub token_ttl: Duration,
 }
 
 /// Everything the load saw.
@@ -315,10 +322,18 @@ async fn virtual_user(shared: Arc<Shared>, mut rng: SplitMix) -> Vec<Sample> {
             "sku_id": plan.sku_id,
             "quantity": 1,
         });
+        // A token per attempt (an HMAC: about a microsecond), as each
+        // buyer's client holds its own; a signing failure is not reachable
+        // with an HS256 key, and would show as a 401 answer.
+        let token = plan
+            .keys
+            .mint_for(request.user_id, None, plan.token_ttl)
+            .unwrap_or_default();
         let sent = Instant::now();
         let outcome = match shared
             .client
             .post(&shared.url)
+            .bearer_auth(token)
             .header(
                 "x-forwarded-for",
                 client_ip(request.user_id, plan.client_ips).to_string(),

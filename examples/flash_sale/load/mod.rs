@@ -53,6 +53,12 @@ pub enum LoadError {
          (--admin-token or SECKILL_ADMIN_TOKEN)"
     )]
     NoAdminToken,
+    /// `load` needs the token secret to mint its buyers' tokens.
+    #[error(
+        "the load mints a bearer token for each virtual buyer: give the target's token secret \
+         (--auth-secret or SECKILL_AUTH_SECRET): {0}"
+    )]
+    NoAuthSecret(String),
     /// Setting up the sale failed.
     #[error("setting up the sale failed: {0}")]
     Setup(String),
@@ -106,6 +112,14 @@ pub async fn run(
     if admin_token.is_empty() {
         return Err(LoadError::NoAdminToken);
     }
+    let keys = crate::identity::token::TokenKeys::new(
+        services
+            .auth_secret
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .map_err(|e| LoadError::NoAuthSecret(e.to_string()))?;
     let db_error = |source| LoadError::Db {
         url: redact(&services.database_url),
         source,
@@ -154,6 +168,8 @@ pub async fn run(
         rate: settings.rate,
         timeout: Duration::from_secs(settings.request_timeout_s.max(1)),
         seed,
+        keys: std::sync::Arc::new(keys),
+        token_ttl: Duration::from_secs(3_600),
     };
     let load = generator::run(plan, bar(show, settings.requests as u64, "requests")).await?;
 

@@ -2,6 +2,7 @@
 //! (`seckill-stock-lua`) and the SKU cache (`seckill-cache-aside`), on one
 //! redis-rs `ConnectionManager` (reconnects by itself, 5 s timeouts).
 
+pub mod blacklist;
 pub mod sku_cache;
 pub mod stock;
 

@@ -1,15 +1,19 @@
 //! The products, cache-aside: [`Catalog`] over `seckill-cache-aside` in
 //! front of the [`Store`]'s `skus` table (singleflight per key, TTL jitter,
 //! a cached "not found", SET NX backfill, delayed double delete).
+//!
+//! A load goes through the store's MySQL breaker: while MySQL is failing,
+//! a miss is answered [`Cause::Throttled`] at once (503), hits still answer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use seckill::cache_aside::{Backfill, Cache, Options, Stats};
+use seckill::cache_aside::{Backfill, Cache, Error, Options, Stats};
 
-use crate::domain::ports::{Catalog, Service, Unavailable};
+use crate::domain::ports::{Catalog, Cause, Service, Unavailable};
 use crate::domain::sku::Sku;
+use crate::protection::GuardError;
 use crate::store::Store;
 
 /// SKUs through the Redis cache. Cheap to clone.
@@ -69,7 +73,16 @@ impl Catalog for SkuCatalog {
                 store.load_sku(id).await.map_err(Arc::new)
             })
             .await
-            .map_err(|e| Unavailable::new(Service::Cache, e))
+            .map_err(|e| match e {
+                // MySQL's breaker or MySQL itself: say which.
+                Error::Load(load) => match load.as_ref().as_ref() {
+                    throttled @ GuardError::Throttled { .. } => {
+                        Unavailable::because(Service::Database, Cause::Throttled, throttled)
+                    }
+                    failed => Unavailable::new(Service::Database, failed),
+                },
+                other => Unavailable::new(Service::Cache, other),
+            })
     }
 
     async fn save(&self, sku: &Sku) -> Result<(), Unavailable> {

@@ -1,16 +1,26 @@
 //! The stock ledger on Redis: [`StockLedger`] over `seckill-stock-lua`'s
 //! script, plus the refunds and the deduction log the consumer and the
 //! reconciler need.
+//!
+//! Once [`protected`](RedisStock::protected), the deduction (the buy path's
+//! only Redis call) passes the adaptive limit, then the Redis breaker, and
+//! waits for Redis at most `--redis-timeout-ms`. A shed or throttled
+//! deduction sends nothing to Redis and decides nothing; a timed-out one
+//! may have run: its client retries with the same request id, and the
+//! script's request-id dedup replays the first answer.
 
 use redis::aio::ConnectionManager;
+use seckill::overload::adaptive::Outcome as Sample;
+use seckill::overload::breaker::Outcome as Health;
 use seckill::stock_lua::{
-    Deduction as LuaDeduction, Error, LogEntry, Outcome, RestoredGrant, StockStore,
+    Decision, Deduction as LuaDeduction, Error, LogEntry, Outcome, RestoredGrant, StockStore,
 };
 
 use crate::domain::order::{Decided, FailReason};
-use crate::domain::ports::{Deduction, Service, StockLedger, Unavailable};
+use crate::domain::ports::{Cause, Deduction, Service, StockLedger, Unavailable};
 use crate::domain::purchase::Purchase;
 use crate::domain::request_id::RequestId;
+use crate::protection::{GuardError, Protection};
 
 /// Log entries read per Redis call by [`RedisStock::whole_log`].
 pub const LOG_PAGE: usize = 1_000;
@@ -19,6 +29,8 @@ pub const LOG_PAGE: usize = 1_000;
 #[derive(Clone)]
 pub struct RedisStock {
     store: StockStore<ConnectionManager>,
+    /// The buy path's breaker and adaptive limit; `None`: unprotected.
+    protection: Option<Protection>,
 }
 
 /// How a refund ended.
@@ -41,7 +53,63 @@ impl RedisStock {
     pub fn new(redis: ConnectionManager, namespace: &str) -> Result<Self, Error> {
         Ok(Self {
             store: StockStore::new(redis, namespace)?,
+            protection: None,
         })
+    }
+
+    /// The same ledger with its deductions behind `protection`'s adaptive
+    /// limit (if on) and Redis breaker (see the module docs).
+    pub fn protected(&self, protection: &Protection) -> Self {
+        Self {
+            store: self.store.clone(),
+            protection: Some(protection.clone()),
+        }
+    }
+
+    /// Deducts through the adaptive limit and the breaker.
+    async fn guarded_deduct(
+        &self,
+        protection: &Protection,
+        deduction: &LuaDeduction,
+    ) -> Result<Result<Decision, Error>, Unavailable> {
+        let token = match &protection.buy_limit {
+            Some(limit) => match limit.try_acquire() {
+                Ok(token) => Some((limit, token)),
+                Err(shed) => return Err(Unavailable::because(Service::Stock, Cause::Shed, shed)),
+            },
+            None => None,
+        };
+        let result = protection
+            .redis
+            .call(health, || self.store.deduct(deduction))
+            .await;
+        if let Some((limit, token)) = token {
+            limit.finish(
+                token,
+                match &result {
+                    Ok(_) => Some(Sample::Success),
+                    Err(GuardError::Failed(error)) if health(error) == Health::Success => {
+                        Some(Sample::Success)
+                    }
+                    Err(GuardError::TimedOut { .. }) => Some(Sample::Dropped),
+                    // A connection error or a rejection says nothing about latency.
+                    Err(_) => None,
+                },
+            );
+        }
+        match result {
+            Ok(decision) => Ok(Ok(decision)),
+            Err(GuardError::Failed(error)) => Ok(Err(error)),
+            Err(throttled @ GuardError::Throttled { .. }) => Err(Unavailable::because(
+                Service::Stock,
+                Cause::Throttled,
+                throttled,
+            )),
+            Err(timed_out) => Err(Unavailable::new(
+                Service::Stock,
+                format_args!("{timed_out}; the deduction may have happened"),
+            )),
+        }
     }
 
     /// The toolkit's store underneath (tests read it directly).
@@ -162,6 +230,16 @@ fn unavailable(error: Error) -> Unavailable {
     Unavailable::new(Service::Stock, error)
 }
 
+/// What a deduction's error says about Redis's health: the client's
+/// failures are failures, every answer (an unknown SKU, a reused request
+/// id, input refused before sending) a success.
+fn health(error: &Error) -> Health {
+    match error {
+        Error::Redis { .. } | Error::UnexpectedReply(_) => Health::Failure,
+        _ => Health::Success,
+    }
+}
+
 impl StockLedger for RedisStock {
     async fn deduct(
         &self,
@@ -174,7 +252,11 @@ impl StockLedger for RedisStock {
             items: vec![(purchase.sku_id.to_string(), u64::from(purchase.quantity))],
             per_user_limit: Some(per_user_limit),
         };
-        let decision = match self.store.deduct(&deduction).await {
+        let decided = match &self.protection {
+            Some(protection) => self.guarded_deduct(protection, &deduction).await?,
+            None => self.store.deduct(&deduction).await,
+        };
+        let decision = match decided {
             Ok(decision) => decision,
             Err(Error::UnknownSku { .. }) => return Ok(Deduction::UnknownSku),
             Err(Error::RequestConflict { .. }) => return Ok(Deduction::Conflict),

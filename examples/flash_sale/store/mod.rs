@@ -7,6 +7,11 @@
 //! - [`lease`]: leases with fencing tokens on MySQL's clock (one reconciler per sale).
 //!
 //! The schema is in `migrations/` (embedded, run at start).
+//!
+//! Once [`guarded`](Store::guarded), the consumer's batch transaction
+//! ([`Store::write_orders`]) and the SKU loads ([`Store::load_sku`]) go
+//! through the MySQL breaker and its timeout; the other statements
+//! (reconciler, admin, lookups) do not.
 
 pub mod lease;
 pub mod order_batch;
@@ -19,13 +24,22 @@ use std::time::Duration;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 
+use crate::protection::{Guard, GuardError, any_error};
+
 /// The app's MySQL database, migrated, seen from one sale (the Redis
 /// namespace its SKUs are recorded under). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: MySqlPool,
     namespace: Arc<str>,
+    /// The MySQL breaker and timeout; `None`: unguarded.
+    guard: Option<Guard>,
 }
+
+/// The error of a guarded statement: the breaker rejected it (nothing was
+/// sent), it timed out (its transaction's outcome is unknown), or MySQL's
+/// own error.
+pub type StoreError = GuardError<sqlx::Error>;
 
 impl Store {
     /// Connects with up to `max_connections` and brings the schema up to
@@ -50,7 +64,29 @@ impl Store {
         Ok(Self {
             pool,
             namespace: namespace.into(),
+            guard: None,
         })
+    }
+
+    /// The same store with its batch writes and SKU loads behind `guard`
+    /// (the MySQL breaker).
+    pub fn guarded(&self, guard: Guard) -> Self {
+        Self {
+            guard: Some(guard),
+            ..self.clone()
+        }
+    }
+
+    /// Runs `call` through the breaker, if any; every error is a failure.
+    async fn guard<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        match &self.guard {
+            Some(guard) => guard.call(any_error, call).await,
+            None => call().await.map_err(GuardError::Failed),
+        }
     }
 
     /// Whether MySQL answers.

@@ -24,7 +24,7 @@ use sqlx::error::ErrorKind;
 use sqlx::{MySql, Transaction};
 
 use super::lease::{Fence, FencedError, check_fence};
-use super::{Store, placeholders};
+use super::{Store, StoreError, placeholders};
 use crate::domain::order::{FailReason, Order};
 use crate::domain::request_id::RequestId;
 
@@ -42,19 +42,30 @@ pub struct Written {
 }
 
 impl Store {
-    /// Writes `orders` in one transaction (see the module docs).
+    /// Writes `orders` in one transaction (see the module docs), through
+    /// the MySQL breaker and its timeout when the store is guarded.
     ///
     /// # Errors
     ///
-    /// MySQL fails; nothing was written.
-    pub async fn write_orders(&self, orders: &[Order]) -> Result<Written, sqlx::Error> {
+    /// The breaker rejected it or MySQL failed: nothing was written. Timed
+    /// out: the transaction may have committed (a retry is a no-op for
+    /// what it wrote).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future rolls the transaction back, unless its commit
+    /// was already sent.
+    pub async fn write_orders(&self, orders: &[Order]) -> Result<Written, StoreError> {
         if orders.is_empty() {
             return Ok(Written::default());
         }
-        let mut tx = self.pool.begin().await?;
-        let written = write_batch(&mut tx, orders).await?;
-        tx.commit().await?;
-        Ok(written)
+        self.guard(|| async {
+            let mut tx = self.pool.begin().await?;
+            let written = write_batch(&mut tx, orders).await?;
+            tx.commit().await?;
+            Ok(written)
+        })
+        .await
     }
 
     /// [`write_orders`](Self::write_orders) fenced by a lease: the same

@@ -1,6 +1,6 @@
 //! The `skus` table.
 
-use super::Store;
+use super::{Store, StoreError};
 use crate::domain::sku::Sku;
 
 #[derive(sqlx::FromRow)]
@@ -25,18 +25,22 @@ impl From<SkuRow> for Sku {
 }
 
 impl Store {
-    /// Reads one SKU.
+    /// Reads one SKU, through the MySQL breaker and its timeout when the
+    /// store is guarded.
     ///
     /// # Errors
     ///
-    /// MySQL fails.
-    pub async fn load_sku(&self, id: u64) -> Result<Option<Sku>, sqlx::Error> {
-        let row = sqlx::query_as::<_, SkuRow>(
-            "SELECT id, name, price_cents, stock, per_user_limit FROM skus WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+    /// The breaker rejected it, it timed out, or MySQL failed.
+    pub async fn load_sku(&self, id: u64) -> Result<Option<Sku>, StoreError> {
+        let row = self
+            .guard(|| {
+                sqlx::query_as::<_, SkuRow>(
+                    "SELECT id, name, price_cents, stock, per_user_limit FROM skus WHERE id = ?",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+            })
+            .await?;
         Ok(row.map(Sku::from))
     }
 

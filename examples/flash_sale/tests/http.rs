@@ -6,13 +6,13 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{ADMIN_TOKEN, Broker, TestEnv, mysql_stock, wait_within};
+use super::support::{ADMIN_TOKEN, Broker, TestEnv, mysql_stock, token, wait_within};
 use crate::app::Running;
 
 /// A client for one running instance.
 pub(super) struct Client {
-    http: reqwest::Client,
-    base: String,
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
 }
 
 impl Client {
@@ -43,10 +43,14 @@ impl Client {
             .await
     }
 
+    /// Posts a purchase as the body's `user_id` (signed in with a token of
+    /// that user).
     async fn post_json(&self, body: Value) -> (StatusCode, Value) {
+        let user = body["user_id"].as_u64().unwrap_or(0);
         let response = self
             .http
             .post(format!("{}/api/v1/seckill", self.base))
+            .bearer_auth(token(user))
             .json(&body)
             .send()
             .await
@@ -249,6 +253,7 @@ async fn crowd_never_oversells(broker: Broker) {
         tokio::spawn(async move {
             let response = http
                 .post(format!("{base}/api/v1/seckill"))
+                .bearer_auth(token(user))
                 .json(
                     &json!({ "request_id": format!("crowd-{user}"), "user_id": user, "sku_id": 1 }),
                 )
@@ -256,7 +261,10 @@ async fn crowd_never_oversells(broker: Broker) {
                 .await
                 .unwrap();
             let body: Value = response.json().await.unwrap();
-            body["status"].as_str().unwrap().to_owned()
+            body["status"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned()
         })
     }))
     .await;
@@ -308,6 +316,7 @@ async fn overload_is_refused_before_any_work() {
     let response = client
         .http
         .post(format!("{}/api/v1/seckill", client.base))
+        .bearer_auth(token(1))
         .json(&json!({ "request_id": "o-1", "user_id": 1, "sku_id": 3 }))
         .send()
         .await
@@ -332,6 +341,7 @@ async fn overload_is_refused_before_any_work() {
             loop {
                 let response = http
                     .post(format!("{base}/api/v1/seckill"))
+                    .bearer_auth(token(user))
                     .json(
                         &json!({ "request_id": format!("o-{user}"), "user_id": user, "sku_id": 3 }),
                     )
@@ -400,8 +410,8 @@ async fn malformed_input_is_refused() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            "missing user_id",
-            r#"{"request_id":"a","sku_id":1}"#.into(),
+            "user_id not a number",
+            r#"{"request_id":"a","user_id":"1","sku_id":1}"#.into(),
             "application/json",
             StatusCode::BAD_REQUEST,
         ),
@@ -542,6 +552,7 @@ async fn malformed_input_is_refused() {
         let response = client
             .http
             .post(format!("{}/api/v1/seckill", client.base))
+            .bearer_auth(token(1))
             .header("content-type", *content_type)
             .body(body.clone())
             .send()
@@ -560,7 +571,8 @@ async fn malformed_input_is_refused() {
     let answer = raw_exchange(
         &client.base,
         &format!(
-            "POST /api/v1/seckill HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "POST /api/v1/seckill HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            token(1),
             100 << 20
         ),
     )
@@ -681,6 +693,7 @@ async fn rate_limits_answer_429() {
     let response = client
         .http
         .post(format!("{}/api/v1/seckill", client.base))
+        .bearer_auth(token(1))
         .json(&json!({ "request_id": "a-2", "user_id": 1, "sku_id": 1 }))
         .send()
         .await
@@ -785,6 +798,7 @@ async fn shutdown_loses_nothing(broker: Broker) {
         let (http, base) = (client.http.clone(), client.base.clone());
         tokio::spawn(async move {
             http.post(format!("{base}/api/v1/seckill"))
+                .bearer_auth(token(user))
                 .json(&json!({ "request_id": format!("s-{user}"), "user_id": user, "sku_id": 3 }))
                 .send()
                 .await
@@ -863,6 +877,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     for user in 0..5u64 {
         let response = http
             .post(format!("{base}/api/v1/seckill"))
+            .bearer_auth(token(user))
             .json(&json!({ "request_id": format!("t-{user}"), "user_id": user, "sku_id": 1 }))
             .send()
             .await

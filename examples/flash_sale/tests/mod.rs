@@ -6,6 +6,8 @@
 mod consumer;
 mod demo;
 mod http;
+mod identity;
+mod protection;
 mod reconcile;
 mod recovery;
 mod support;

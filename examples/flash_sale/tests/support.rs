@@ -58,6 +58,17 @@ pub enum Broker {
 /// The admin token of test instances.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The buyers' token secret of test instances.
+pub const AUTH_SECRET: &str = "test-auth-secret-32-bytes-or-longer";
+
+/// A bearer token for `user` on test instances, valid for an hour.
+pub fn token(user: u64) -> String {
+    crate::identity::token::TokenKeys::new(AUTH_SECRET.as_bytes())
+        .unwrap()
+        .mint_for(user, None, Duration::from_secs(3_600))
+        .unwrap()
+}
+
 /// The real broker's address; fails the test with a hint when it is down.
 pub fn real_brokers() -> String {
     let brokers = std::env::var("KAFKA_BROKERS")
@@ -152,6 +163,7 @@ impl TestEnv {
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
+            auth_secret: Some(AUTH_SECRET.to_owned()),
             topic: format!("orders-{id}"),
             partitions: 3,
             group: format!("group-{id}"),

@@ -1,7 +1,7 @@
 //! The sale: who may buy, and the decision chain every purchase runs.
 //!
 //! ```text
-//! per-IP + per-user token buckets ──▶ rate_limited (nothing decided)
+//! per-IP, per-user, per-device buckets ──▶ rate_limited (nothing decided)
 //!   │
 //! local sold-out flag ──────────────▶ queued for a request Redis granted
 //!   │                                 (every grant of the SKU is loaded),
@@ -26,13 +26,13 @@ mod answered;
 mod limits;
 mod sold_out;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use self::answered::Answered;
 use self::limits::Limits;
 use self::sold_out::{Check, GrantLoad, SoldOutFlags};
+use super::buyer::Client;
 use super::order::Order;
 use super::ports::{Deduction, GrantRecord, OrderQueue, StockLedger, Unavailable};
 use super::purchase::{Answer, Purchase};
@@ -56,6 +56,10 @@ pub struct SaleRules {
     pub user_rate: u32,
     /// Burst per user.
     pub user_burst: u32,
+    /// Requests per second per device bound into a token.
+    pub device_rate: u32,
+    /// Burst per device.
+    pub device_burst: u32,
     /// Requests per second reaching the stock ledger from this instance.
     pub global_rate: u32,
     /// Requests the global bucket holds before it turns requests away.
@@ -145,7 +149,7 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
         &self.queue
     }
 
-    /// Decides `purchase` from client address `ip` (the chain in the module docs).
+    /// Decides `purchase` from `client` (the chain in the module docs).
     ///
     /// # Errors
     ///
@@ -155,8 +159,12 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
     ///
     /// Dropping the future after the deduction leaves the grant in the
     /// ledger's deduction log, where the reconciler finds it.
-    pub async fn purchase(&self, ip: IpAddr, purchase: Purchase) -> Result<Answer, PurchaseError> {
-        if let Err(denied) = self.limits.check_client(ip, purchase.user_id) {
+    pub async fn purchase(
+        &self,
+        client: Client,
+        purchase: Purchase,
+    ) -> Result<Answer, PurchaseError> {
+        if let Err(denied) = self.limits.check_client(client, purchase.user_id) {
             return Ok(Answer::RateLimited {
                 retry_after: denied.retry_after,
             });

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 
 use super::*;
+use crate::domain::buyer::Client;
 use crate::domain::order::Decided;
 use crate::domain::request_id::RequestId;
 
@@ -126,6 +127,8 @@ fn rules() -> SaleRules {
         ip_burst: 1_000,
         user_rate: 1_000,
         user_burst: 1_000,
+        device_rate: 1_000,
+        device_burst: 1_000,
         global_rate: 1_000_000,
         global_capacity: 1_000_000,
         sold_out_recheck: Duration::from_secs(60),
@@ -170,7 +173,44 @@ fn buy(id: &str, user: u64, sku: u64, quantity: u32) -> Purchase {
     }
 }
 
-const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const IP: Client = Client::at(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+#[tokio::test]
+async fn a_device_is_limited_across_the_users_on_it() {
+    let sale = sale(SaleRules {
+        device_rate: 1,
+        device_burst: 2,
+        ..rules()
+    });
+    let phone = Client {
+        device: Some(
+            crate::domain::buyer::DeviceId::parse("phone")
+                .unwrap()
+                .key(),
+        ),
+        ..IP
+    };
+    sale.restock(7, 10).await.unwrap();
+    // Three users on one device: the third is over the device's burst,
+    // and nothing was decided for it (no ledger call). The same users
+    // without the device are not limited by it.
+    for (id, user) in [("a", 1), ("b", 2)] {
+        assert_eq!(
+            sale.purchase(phone, buy(id, user, 7, 1)).await.unwrap(),
+            Answer::Queued
+        );
+    }
+    let before = calls(&sale);
+    assert!(matches!(
+        sale.purchase(phone, buy("c", 3, 7, 1)).await.unwrap(),
+        Answer::RateLimited { .. }
+    ));
+    assert_eq!(calls(&sale), before);
+    assert_eq!(
+        sale.purchase(IP, buy("c", 3, 7, 1)).await.unwrap(),
+        Answer::Queued
+    );
+}
 
 fn calls(sale: &Sale<MemoryStock, MemoryQueue>) -> usize {
     sale.stock.state.lock().unwrap().calls

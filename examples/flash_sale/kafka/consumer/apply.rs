@@ -1,12 +1,18 @@
 //! Applying a batch: the [`Store`]'s transaction, then the refunds in Redis
 //! of every order MySQL refused, each retried with backoff until done or
 //! shutdown ([`refund_refused`], shared with the reconciler).
+//!
+//! The transaction goes through the MySQL breaker (when the app guards
+//! its store): while MySQL is failing, the breaker rejects most attempts
+//! without touching MySQL, and the consumer keeps its batch, backs off and
+//! tries again, committing no offset until the batch is written.
 
 use tokio_util::sync::CancellationToken;
 
 use super::{BACKOFF_MAX, BACKOFF_MIN};
 use crate::domain::order::Order;
 use crate::metrics::Metrics;
+use crate::protection::GuardError;
 use crate::reconcile::settle::{Retry, refund_refused};
 use crate::redis::stock::RedisStock;
 use crate::store::Store;
@@ -33,6 +39,13 @@ pub async fn apply(
     let written = loop {
         match store.write_orders(orders).await {
             Ok(written) => break written,
+            Err(error @ GuardError::Throttled { .. }) => {
+                // Logged once by the breaker when it started throttling.
+                tracing::debug!(%error, orders = orders.len(), "MySQL is failing; the batch waits");
+                if !backoff.wait(shutdown).await {
+                    return false;
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, orders = orders.len(), "MySQL did not take a batch of orders; retrying");
                 if !backoff.wait(shutdown).await {
