@@ -366,6 +366,13 @@ pub struct LoadSettings {
     /// land while stock is left.
     #[arg(long, default_value_t = 0)]
     pub rate: u32,
+    /// Open loop: send attempt n at `n / --rate` seconds whether or not the
+    /// earlier answers came back (at most `--concurrency` in flight), and
+    /// measure each latency from that intended time, so a stalled service
+    /// cannot slow the load down and hide its stall (no coordinated
+    /// omission). Needs `--rate`.
+    #[arg(long)]
+    pub open_loop: bool,
     /// Also write the outcome as one JSON object to this file (counts and
     /// invariants, for scripts such as the chaos suite).
     #[arg(long)]

@@ -83,7 +83,7 @@ SUMMARY_KEYS = (
 )
 # Environment variables the app reads: the runner passes everything as flags,
 # so none of the caller's may leak into a child.
-APP_ENV = ("REDIS_URL", "DATABASE_URL", "KAFKA_BROKERS", "SECKILL_LISTEN", "SECKILL_ADMIN_TOKEN",
+APP_ENV = ("REDIS_URL", "DATABASE_URL", "KAFKA_BROKERS", "SECKILL_LISTEN", "SECKILL_ADMIN_TOKEN", "SECKILL_AUTH_SECRET",
            "SECKILL_TOPIC", "SECKILL_NAMESPACE", "SECKILL_TRUST_FORWARDED_FOR")
 
 
@@ -350,6 +350,8 @@ class Env:
             "kafka", "kafka_proxy", "kafka_ctl", "app")}
         self.procs: dict[str, Proc] = {}
         self.token = f"chaos-{random.getrandbits(64):016x}"
+        # Signs the buyers' tokens: serve verifies them, load mints them.
+        self.auth_secret = f"chaos-secret-{random.getrandbits(128):032x}"
         tag = f"{run_id}-{label.replace('/', '-')}"
         self.namespace, self.topic, self.group = f"chaos-{tag}", f"chaos.{tag}", f"chaos-{tag}"
         self.env = {k: v for k, v in os.environ.items() if k not in APP_ENV}
@@ -439,7 +441,7 @@ class Env:
             "--database-url", f"mysql://root@127.0.0.1:{self.port['mysql_proxy']}/{DATABASE}",
             "--kafka-brokers", f"127.0.0.1:{self.port['kafka_proxy']}",
             "--listen", f"127.0.0.1:{self.port['app']}",
-            "--admin-token", self.token,
+            "--admin-token", self.token, "--auth-secret", self.auth_secret,
             "--namespace", self.namespace, "--topic", self.topic, "--group", self.group,
             "--trust-forwarded-for",
             *shlex.split(self.opts.app_args),
@@ -510,7 +512,7 @@ class Env:
             # load reads the invariants back from the real services, not the proxies.
             "--redis-url", f"redis://127.0.0.1:{self.port['redis']}",
             "--database-url", f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{DATABASE}",
-            "--admin-token", self.token,
+            "--admin-token", self.token, "--auth-secret", self.auth_secret,
             "--namespace", self.namespace, "--topic", self.topic, "--group", self.group,
             "load", "--target", self.target,
             "--sku-id", str(sku_id),

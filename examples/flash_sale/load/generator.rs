@@ -134,6 +134,9 @@ pub struct Plan {
     pub retry_ratio: f64,
     /// Attempts per second across all virtual users (0 = unpaced).
     pub rate: u32,
+    /// Send each attempt at its due time whatever the earlier ones do
+    /// (needs `rate`; `concurrency` caps the attempts in flight).
+    pub open_loop: bool,
     /// Timeout of one attempt.
     pub timeout: Duration,
     /// Seed of the virtual users' choices.
@@ -272,17 +275,21 @@ pub async fn run(plan: Plan, progress: ProgressBar) -> Result<LoadRun, reqwest::
         started: Instant::now(),
         progress,
     });
-    let mut users = tokio::task::JoinSet::new();
-    for i in 0..concurrency {
-        let rng = SplitMix::new(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
-        users.spawn(virtual_user(Arc::clone(&shared), rng));
-    }
     let mut samples = Vec::with_capacity(shared.plan.requests);
-    while let Some(joined) = users.join_next().await {
-        // A virtual user only ends by running out of slots; a panic in one
-        // (none is reachable) would only lose its samples.
-        if let Ok(mut own) = joined {
-            samples.append(&mut own);
+    if shared.plan.open_loop && shared.plan.rate > 0 {
+        samples = open_loop(Arc::clone(&shared), seed).await;
+    } else {
+        let mut users = tokio::task::JoinSet::new();
+        for i in 0..concurrency {
+            let rng = SplitMix::new(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+            users.spawn(virtual_user(Arc::clone(&shared), rng));
+        }
+        while let Some(joined) = users.join_next().await {
+            // A virtual user only ends by running out of slots; a panic in one
+            // (none is reachable) would only lose its samples.
+            if let Ok(mut own) = joined {
+                samples.append(&mut own);
+            }
         }
     }
     let elapsed = shared.started.elapsed();
@@ -310,59 +317,114 @@ async fn virtual_user(shared: Arc<Shared>, mut rng: SplitMix) -> Vec<Sample> {
         if slot >= plan.requests {
             break;
         }
-        if plan.rate > 0 {
-            // Slot n goes out n / rate seconds after the start.
-            let due = Duration::from_secs_f64(slot as f64 / f64::from(plan.rate));
-            tokio::time::sleep_until((shared.started + due).into()).await;
-        }
-        let (index, request, retry) = pick(&shared, &mut rng);
-        let body = json!({
-            "request_id": request.request_id,
-            "user_id": request.user_id,
-            "sku_id": plan.sku_id,
-            "quantity": 1,
-        });
-        // A token per attempt (an HMAC: about a microsecond), as each
-        // buyer's client holds its own; a signing failure is not reachable
-        // with an HS256 key, and would show as a 401 answer.
-        let token = plan
-            .keys
-            .mint_for(request.user_id, None, plan.token_ttl)
-            .unwrap_or_default();
-        let sent = Instant::now();
-        let outcome = match shared
-            .client
-            .post(&shared.url)
-            .bearer_auth(token)
-            .header(
-                "x-forwarded-for",
-                client_ip(request.user_id, plan.client_ips).to_string(),
-            )
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(bytes) => Outcome::from_answer(status, &bytes),
-                    Err(_) => Outcome::Transport,
-                }
+        let intended = match due(&shared, slot) {
+            Some(due) => {
+                tokio::time::sleep_until(due.into()).await;
+                due
             }
-            Err(_) => Outcome::Transport,
+            None => Instant::now(),
         };
-        let latency = sent.elapsed();
-        lock(&shared.retries).record(index, outcome);
-        samples.push(Sample {
-            at: shared.started.elapsed(),
-            latency,
-            outcome,
-            request: index,
-            retry,
-        });
-        shared.progress.inc(1);
+        let (index, request, retry) = pick(&shared, &mut rng);
+        samples.push(attempt(&shared, index, request, retry, intended).await);
     }
     samples
+}
+
+/// When slot `n` is due (`n / rate` seconds after the start), or `None`
+/// when the run is unpaced.
+fn due(shared: &Shared, slot: usize) -> Option<Instant> {
+    let rate = shared.plan.rate;
+    (rate > 0).then(|| shared.started + Duration::from_secs_f64(slot as f64 / f64::from(rate)))
+}
+
+/// The open loop: slot `n` is sent at its due time whether or not earlier
+/// answers came back, with at most `concurrency` in flight (a send that
+/// waits for room is late, and its lateness counts in its latency).
+async fn open_loop(shared: Arc<Shared>, seed: u64) -> Vec<Sample> {
+    let plan = &shared.plan;
+    let room = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
+    let mut rng = SplitMix::new(seed);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut samples = Vec::with_capacity(plan.requests);
+    for slot in 0..plan.requests {
+        let intended = due(&shared, slot).unwrap_or_else(Instant::now);
+        tokio::time::sleep_until(intended.into()).await;
+        // Collect what finished, so the set stays as small as the flight.
+        while let Some(done) = in_flight.try_join_next() {
+            samples.extend(done.ok());
+        }
+        let Ok(permit) = Arc::clone(&room).acquire_owned().await else {
+            break;
+        };
+        let (index, request, retry) = pick(&shared, &mut rng);
+        let shared = Arc::clone(&shared);
+        in_flight.spawn(async move {
+            let sample = attempt(&shared, index, request, retry, intended).await;
+            drop(permit);
+            sample
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        samples.extend(done.ok());
+    }
+    samples
+}
+
+/// Sends one attempt and records its answer; the latency counts from
+/// `intended`, the moment the schedule wanted it sent (so a sender that
+/// fell behind cannot hide a stall: no coordinated omission).
+async fn attempt(
+    shared: &Shared,
+    index: usize,
+    request: SentRequest,
+    retry: bool,
+    intended: Instant,
+) -> Sample {
+    let plan = &shared.plan;
+    let body = json!({
+        "request_id": request.request_id,
+        "user_id": request.user_id,
+        "sku_id": plan.sku_id,
+        "quantity": 1,
+    });
+    // A token per attempt (an HMAC: about a microsecond), as each
+    // buyer's client holds its own; a signing failure is not reachable
+    // with an HS256 key, and would show as a 401 answer.
+    let token = plan
+        .keys
+        .mint_for(request.user_id, None, plan.token_ttl)
+        .unwrap_or_default();
+    let outcome = match shared
+        .client
+        .post(&shared.url)
+        .bearer_auth(token)
+        .header(
+            "x-forwarded-for",
+            client_ip(request.user_id, plan.client_ips).to_string(),
+        )
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.bytes().await {
+                Ok(bytes) => Outcome::from_answer(status, &bytes),
+                Err(_) => Outcome::Transport,
+            }
+        }
+        Err(_) => Outcome::Transport,
+    };
+    let latency = intended.elapsed();
+    lock(&shared.retries).record(index, outcome);
+    shared.progress.inc(1);
+    Sample {
+        at: shared.started.elapsed(),
+        latency,
+        outcome,
+        request: index,
+        retry,
+    }
 }
 
 /// A new request, or with `retry_ratio` a resend of an earlier one.

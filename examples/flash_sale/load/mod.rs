@@ -26,7 +26,7 @@ use seckill::stock_lua::StockStore;
 use serde_json::json;
 use sqlx::mysql::MySqlPoolOptions;
 
-use self::generator::{LoadRun, Plan};
+use self::generator::{LoadRun, Outcome, Plan};
 use self::invariants::{Invariants, Readback};
 pub use self::report::Report;
 use crate::config::redact;
@@ -166,6 +166,7 @@ pub async fn run(
         concurrency: settings.concurrency,
         retry_ratio: settings.retry_ratio,
         rate: settings.rate,
+        open_loop: settings.open_loop,
         timeout: Duration::from_secs(settings.request_timeout_s.max(1)),
         seed,
         keys: std::sync::Arc::new(keys),
@@ -234,6 +235,8 @@ fn check(settings: &LoadSettings) -> Result<(), LoadError> {
         "--concurrency must be at least 1"
     } else if !(0.0..=1.0).contains(&settings.retry_ratio) {
         "--retry-ratio must be between 0.0 and 1.0"
+    } else if settings.open_loop && settings.rate == 0 {
+        "--open-loop needs --rate (the arrival rate to hold)"
     } else if settings.rate > MAX_RATE {
         "--rate must be at most 1,000,000 attempts per second (0 = unpaced)"
     } else if settings.stock == 0 || settings.stock > seckill::stock_lua::MAX_STOCK {
@@ -317,6 +320,12 @@ fn build_report(
         *outcomes.entry(sample.outcome).or_insert(0u64) += 1;
     }
     let latencies: Vec<Duration> = load.samples.iter().map(|s| s.latency).collect();
+    let admitted: Vec<Duration> = load
+        .samples
+        .iter()
+        .filter(|s| !matches!(s.outcome, Outcome::Http(503) | Outcome::Transport))
+        .map(|s| s.latency)
+        .collect();
     Report {
         target: target.to_owned(),
         sku_id,
@@ -329,6 +338,7 @@ fn build_report(
         distinct_requests: load.requests.len(),
         elapsed: load.elapsed,
         latency: report::Latency::of(&latencies),
+        admitted_latency: report::Latency::of(&admitted),
         outcomes,
         queued_requests,
         unknown_requests,

@@ -116,6 +116,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Latency over every attempt.
     pub latency: Latency,
+    /// Latency over the admitted attempts: every answer but a 503 (shed by
+    /// overload protection or a failing dependency) and no answer at all.
+    pub admitted_latency: Latency,
     /// Attempts per outcome.
     pub outcomes: BTreeMap<Outcome, u64>,
     /// Distinct requests answered `queued`.
@@ -168,6 +171,16 @@ impl Report {
             "drain_end": self.drain.end.describe(),
             "stock_agrees": self.drain.stock_agrees,
             "requests_per_second": self.requests_per_second(),
+            "decided_per_second": self.decided_per_second(),
+            "p50_ms": self.latency.p50,
+            "p99_ms": self.latency.p99,
+            "max_ms": self.latency.max,
+            "admitted_p99_ms": self.admitted_latency.p99,
+            "outcomes": self
+                .outcomes
+                .iter()
+                .map(|(o, n)| (o.label(), serde_json::json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
             "ok": self.invariants_hold() && self.drain.end == super::drain::DrainEnd::Drained,
         })
     }
@@ -177,6 +190,23 @@ impl Report {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
             self.attempts as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Attempts the sale decided (queued or refused by the stock: the
+    /// goodput) per second over the load phase.
+    pub fn decided_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        let decided: u64 = self
+            .outcomes
+            .iter()
+            .filter(|(o, _)| o.is_decided())
+            .map(|(_, n)| n)
+            .sum();
+        if secs > 0.0 {
+            decided as f64 / secs
         } else {
             0.0
         }
@@ -410,6 +440,7 @@ pub(super) mod tests {
                 p99: 3.0,
                 max: 4.0,
             },
+            admitted_latency: Latency::default(),
             outcomes: BTreeMap::from([
                 (Outcome::Queued, 3),
                 (Outcome::SoldOut, 7),

@@ -98,3 +98,64 @@ async fn load_without_an_admin_token_says_what_to_do() {
     assert!(matches!(err, load::LoadError::NoAdminToken), "{err}");
     assert!(err.to_string().contains("SECKILL_ADMIN_TOKEN"));
 }
+
+/// The open loop sends every attempt on its schedule (n / rate seconds
+/// after the start, whatever the earlier answers did) and the sale keeps
+/// every invariant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_loop_run_keeps_its_schedule_and_every_invariant() {
+    let env = TestEnv::new(Broker::Mock).await;
+    let running = env.start().await;
+    let dir = std::env::temp_dir().join(format!("flash-sale-open-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = small_load(dir.join("report.html"));
+    settings.open_loop = true;
+    settings.rate = 400;
+    settings.concurrency = 1_000;
+    let report = load::run(
+        &format!("http://{}", running.addr),
+        &settings,
+        &env.services,
+        ADMIN_TOKEN,
+    )
+    .await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+    let report = report.unwrap();
+    assert_eq!(report.attempts, 600);
+    assert_eq!(report.outcomes.values().sum::<u64>(), 600);
+    // The last of 600 attempts at 400/s is due 599/400 s after the start.
+    assert!(
+        report.elapsed >= std::time::Duration::from_millis(1_497),
+        "{:?}",
+        report.elapsed
+    );
+    assert_eq!(report.queued_requests, 50);
+    assert_eq!(report.readback.orders.len(), 50);
+    assert!(report.invariants_hold());
+    let summary = report.summary();
+    assert!(summary["outcomes"]["queued"].as_u64().unwrap() >= 50);
+    assert!(summary["admitted_p99_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn load_settings_and_secrets_are_checked_first() {
+    let env = TestEnv::new(Broker::Mock).await;
+    let mut settings = small_load(std::env::temp_dir().join("never-written.html"));
+    settings.open_loop = true;
+    let result = load::run("http://127.0.0.1:9", &settings, &env.services, ADMIN_TOKEN).await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("--open-loop needs --rate"),
+        "{err}"
+    );
+    settings.open_loop = false;
+    let mut services = env.services.clone();
+    services.auth_secret = None;
+    let result = load::run("http://127.0.0.1:9", &settings, &services, ADMIN_TOKEN).await;
+    env.cleanup().await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, load::LoadError::NoAuthSecret(_)), "{err}");
+    assert!(err.to_string().contains("SECKILL_AUTH_SECRET"), "{err}");
+}
