@@ -18,5 +18,7 @@ else
 fi
 # nextest does not run doc tests.
 cargo test --workspace --all-features --doc
+# The TCP proxy of the chaos suite and the overload bench (cut, stall, delay).
+python3 scripts/chaos/test_proxy.py
 # The overload crate's axum example serves itself a few requests and exits.
 cargo run -q -p seckill-overload --example axum

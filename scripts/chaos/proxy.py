@@ -2,7 +2,7 @@
 """A TCP proxy that can cut or stall the path between the app and one service.
 
     proxy.py --listen 127.0.0.1:P --upstream 127.0.0.1:U --control 127.0.0.1:C
-    proxy.py ctl 127.0.0.1:C cut|stall|restore|status
+    proxy.py ctl 127.0.0.1:C cut|stall|restore|status|"delay MS"
 
 The proxy forwards every connection accepted on --listen to --upstream. A
 line protocol on --control changes its state; every command is answered
@@ -17,6 +17,10 @@ line protocol on --control changes its state; every command is answered
              the upstream connection is only made once the proxy is restored.
     restore  forward normally again; stalled connections resume where they
              stopped, connections accepted during a stall reach upstream.
+             Any delay is dropped.
+    delay MS forward every chunk MS milliseconds (0 to 60,000) after it
+             arrived, in both directions, in order: a slow network or a slow
+             service (MS = 0: no delay). Answered `ok <state> delay=MS`.
     status   the state alone.
 
 The states are `open`, `cut` and `stall`. The proxy logs one line per state
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import signal
 import socket
 import sys
@@ -115,6 +120,9 @@ class Conn:
         self.upstream = Side(self, "upstream")
         self.connecting = False
         self.closed = False
+        # Chunks held back by a delay, per receiving side: (due, data), in order.
+        self.held: dict[str, collections.deque[tuple[float, bytes]]] = {
+            "client": collections.deque(), "upstream": collections.deque()}
 
     def peer(self, side: Side) -> Side:
         return self.upstream if side is self.client else self.client
@@ -156,7 +164,25 @@ class Conn:
         peer = self.peer(side)
         if peer.transport is None or peer.transport.is_closing():
             return
-        peer.transport.write(data)
+        held = self.held[peer.name]
+        if self.proxy.delay <= 0 and not held:
+            peer.transport.write(data)
+            return
+        loop = asyncio.get_running_loop()
+        held.append((loop.time() + self.proxy.delay, data))
+        if len(held) == 1:
+            loop.call_at(held[0][0], self.release, peer)
+
+    def release(self, peer: Side) -> None:
+        """Writes the chunks held for `peer` whose time has come, in order."""
+        held = self.held[peer.name]
+        loop = asyncio.get_running_loop()
+        while held and held[0][0] <= loop.time():
+            _, data = held.popleft()
+            if peer.transport is not None and not peer.transport.is_closing():
+                peer.transport.write(data)
+        if held:
+            loop.call_at(held[0][0], self.release, peer)
 
     def half_closed(self, side: Side) -> None:
         """`side` sent FIN: pass it on; close once both directions ended."""
@@ -199,6 +225,7 @@ class Proxy:
         self.listen = listen
         self.upstream = upstream
         self.state = OPEN
+        self.delay = 0.0  # seconds every chunk is held back
         self.conns: set[Conn] = set()
         self.refusing = False  # the upstream refused the last connection
         self.name = f"{listen[0]}:{listen[1]}->{upstream[0]}:{upstream[1]}"
@@ -242,10 +269,18 @@ class Proxy:
         if word == "stall":
             return f"ok {self.set_state(STALL)}"
         if word == "restore":
+            self.delay = 0.0
             return f"ok {self.set_state(OPEN)}"
         if word == "status":
             return f"ok {self.state}"
-        return f"err unknown command {word!r} (cut, stall, restore, status)"
+        if word.startswith("delay"):
+            ms = word[len("delay"):].strip()
+            if not ms.isdigit() or int(ms) > 60_000:
+                return "err delay takes milliseconds, 0 to 60000"
+            self.delay = int(ms) / 1000
+            log(f"{self.name}: delay {ms} ms")
+            return f"ok {self.state} delay={ms}"
+        return f"err unknown command {word!r} (cut, stall, restore, status, delay MS)"
 
     async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control connection: a command per line, an answer per line."""

@@ -8,7 +8,7 @@ threaded echo server on ephemeral loopback ports, drives it through its
 control port (the `ctl` client mode) and checks what the client sees:
 forwarding, cut (open connections closed, new ones accepted then closed),
 stall (nothing forwarded, no user-space buffering, resume on restore, new
-connections held until restore), an upstream that refuses or resets, and
+connections held until restore), delay (every chunk held, in order), an upstream that refuses or resets, and
 half-close.
 """
 
@@ -230,6 +230,20 @@ class ProxyTest(unittest.TestCase):
             while chunk := s.recv(100):
                 got += chunk
             self.assertEqual(got, b"last words")
+
+    def test_delay_holds_every_chunk_in_order(self) -> None:
+        self.assertEqual(self.ctl("delay 300"), "ok open delay=300")
+        with self.connect() as s:
+            started = time.monotonic()
+            # Many chunks in a row come back whole and in order, each held
+            # 300 ms on the way up and 300 ms on the way back.
+            data = b"".join(b"%06d" % i for i in range(20_000))
+            self.assertEqual(self.roundtrip(s, data), data)
+            self.assertGreaterEqual(time.monotonic() - started, 0.6)
+            self.assertEqual(self.ctl("restore"), "ok open")
+            self.assertEqual(self.roundtrip(s, b"fast"), b"fast")
+        self.assertTrue(self.ctl("delay 60001").startswith("err "))
+        self.assertTrue(self.ctl("delay x").startswith("err "))
 
     def test_unknown_command(self) -> None:
         self.assertTrue(self.ctl("dance").startswith("err "))
