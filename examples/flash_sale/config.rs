@@ -222,6 +222,26 @@ pub struct RangeError {
     pub max: u64,
 }
 
+/// Checks each `(flag, value, min, max)` of a settings group.
+///
+/// # Errors
+///
+/// The first value outside its range.
+pub fn check_ranges(ranges: &[(&'static str, u64, u64, u64)]) -> Result<(), RangeError> {
+    match ranges
+        .iter()
+        .find(|(_, value, min, max)| !(min..=max).contains(&value))
+    {
+        Some(&(flag, value, min, max)) => Err(RangeError {
+            flag,
+            value,
+            min,
+            max,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl SaleSettings {
     /// Every number with its flag and valid range (also in `--help`'s
     /// README table). The upper bounds keep every per-request and per-pass
@@ -276,16 +296,7 @@ impl SaleSettings {
     ///
     /// The first setting out of range, naming its flag and range.
     pub fn validate(&self) -> Result<(), RangeError> {
-        for (flag, value, min, max) in self.ranges() {
-            if !(min..=max).contains(&value) {
-                return Err(RangeError {
-                    flag,
-                    value,
-                    min,
-                    max,
-                });
-            }
-        }
+        check_ranges(&self.ranges())?;
         self.identity.validate()?;
         self.protection.validate()?;
         Ok(())

@@ -34,11 +34,12 @@ pub const ADAPTIVE_INITIAL_LIMIT: u32 = 20;
 /// The flags of the overload protection (flattened into the sale settings).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProtectionSettings {
-    /// Longest wait for Redis to answer one stock deduction (ms, 1–60,000).
-    /// Past it the purchase is answered 503 and counts as a Redis failure
-    /// for its breaker. The deduction may still have happened: the client
-    /// retries with the same request_id, and Redis replays the first answer.
-    #[arg(long, global = true, default_value_t = 1_000)]
+    /// Longest wait for Redis to answer one stock deduction (ms, 1–60,000;
+    /// the default is the Redis client's own response timeout). Past it the
+    /// purchase is answered 503 and counts as a Redis failure for its
+    /// breaker. The deduction may still have happened: the client retries
+    /// with the same request_id, and Redis replays the first answer.
+    #[arg(long, global = true, default_value_t = 5_000)]
     pub redis_timeout_ms: u64,
     /// Longest wait for MySQL on one consumer batch transaction or one SKU
     /// load (ms, 1–600,000). A timed-out batch is retried whole (its

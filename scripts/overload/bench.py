@@ -275,6 +275,10 @@ class Bench:
                      f"off {off['admitted_p99_ms']:.1f} ms (goal < 50 ms with protection)")
         table = "\n".join(lines)
         print(table)
+        chart = os.path.splitext(self.opts.out)[0] + ".svg"
+        with open(chart, "w") as f:
+            f.write(svg_chart(rows, c))
+        log(f"chart: {chart}")
         results["runs"] = self.runs
         os.makedirs(os.path.dirname(self.opts.out) or ".", exist_ok=True)
         with open(self.opts.out, "w") as f:
@@ -286,6 +290,35 @@ class Bench:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def svg_chart(rows: list[tuple[str, dict]], capacity: int) -> str:
+    """Two bar groups per run: goodput as a share of C, and p99 of the
+    admitted requests in ms (its own scale), as a standalone SVG."""
+    width, bar_h, gap, left = 760, 18, 14, 250
+    height = 60 + len(rows) * (2 * bar_h + gap)
+    worst_ms = max([r["admitted_p99_ms"] for _, r in rows] + [50.0])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="20" font-size="14">Overload bench: goodput / C (blue, C = '
+             f'{capacity:,}/s) and p99 of admitted requests (orange, ms)</text>']
+    span = width - left - 90
+    y = 40
+    for name, r in rows:
+        share = r["decided_per_second"] / capacity
+        ms = r["admitted_p99_ms"]
+        parts.append(f'<text x="10" y="{y + bar_h + 4}">{name}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{max(1, span * min(share, 1.5) / 1.5):.0f}" '
+                     f'height="{bar_h - 2}" fill="#3b6ea5"/>')
+        parts.append(f'<text x="{left + span * min(share, 1.5) / 1.5 + 6:.0f}" y="{y + 13}">'
+                     f'{share:.2f} C</text>')
+        parts.append(f'<rect x="{left}" y="{y + bar_h}" width="{max(1, span * ms / worst_ms):.0f}" '
+                     f'height="{bar_h - 2}" fill="#d9822b"/>')
+        parts.append(f'<text x="{left + span * ms / worst_ms + 6:.0f}" y="{y + bar_h + 13}">'
+                     f'{ms:.1f} ms</text>')
+        y += 2 * bar_h + gap
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -108,17 +108,7 @@ pub async fn block(
     Path((list, value)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state.token, &headers)?;
-    let (kind, value) = entry(&list, &value)?;
-    let added = state
-        .blacklist
-        .add(kind, &value)
-        .await
-        .map_err(blacklist_error)?;
-    reload(&state).await;
-    Ok(Json(
-        json!({ "list": kind.name(), "value": value, "added": added == Added::New }),
-    ))
+    change(&state, &list, &value, &headers, true).await
 }
 
 /// `DELETE /api/v1/admin/blacklist/{list}/{value}`: unblocks it.
@@ -128,17 +118,33 @@ pub async fn unblock(
     Path((list, value)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state.token, &headers)?;
-    let (kind, value) = entry(&list, &value)?;
-    let removed = state
-        .blacklist
-        .remove(kind, &value)
-        .await
-        .map_err(blacklist_error)?;
-    reload(&state).await;
-    Ok(Json(
-        json!({ "list": kind.name(), "value": value, "removed": removed }),
-    ))
+    change(&state, &list, &value, &headers, false).await
+}
+
+/// Adds (`block`) or removes a blacklist entry, then reloads this
+/// instance's copy (the refresher would, a little later; a failed reload
+/// is left to it).
+async fn change(
+    state: &AdminState,
+    list: &str,
+    value: &str,
+    headers: &HeaderMap,
+    block: bool,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state.token, headers)?;
+    let (kind, value) = entry(list, value)?;
+    let mut answer = json!({ "list": kind.name(), "value": value });
+    if block {
+        let added = state.blacklist.add(kind, &value).await;
+        answer["added"] = json!(added.map_err(blacklist_error)? == Added::New);
+    } else {
+        let removed = state.blacklist.remove(kind, &value).await;
+        answer["removed"] = json!(removed.map_err(blacklist_error)?);
+    }
+    if let Err(error) = state.blacklist.load_into(&state.blacklist_copy).await {
+        tracing::warn!(%error, "could not reload the blacklist after a change; the refresher will");
+    }
+    Ok(Json(answer))
 }
 
 /// The list and the canonical value of a blacklist route.
@@ -161,14 +167,6 @@ fn blacklist_error(error: BlacklistError) -> AppError {
                 "Redis is unavailable; the change may not have happened, retry".into(),
             )
         }
-    }
-}
-
-/// Reloads this instance's copy after a change (the refresher would, a
-/// little later; a failure here leaves it to the refresher).
-async fn reload(state: &AdminState) {
-    if let Err(error) = state.blacklist.load_into(&state.blacklist_copy).await {
-        tracing::warn!(%error, "could not reload the blacklist after a change; the refresher will");
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::challenge::BITS_MAX;
-use crate::config::RangeError;
+use crate::config::{RangeError, check_ranges};
 
 /// Who may buy, and what they must prove.
 #[derive(Debug, Clone, Args)]
@@ -67,17 +67,7 @@ impl IdentitySettings {
     ///
     /// The first setting out of range.
     pub fn validate(&self) -> Result<(), RangeError> {
-        for (flag, value, min, max) in self.ranges() {
-            if !(min..=max).contains(&value) {
-                return Err(RangeError {
-                    flag,
-                    value,
-                    min,
-                    max,
-                });
-            }
-        }
-        Ok(())
+        check_ranges(&self.ranges())
     }
 
     /// Lifetime of minted tokens.
