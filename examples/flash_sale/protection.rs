@@ -23,7 +23,7 @@ use seckill::overload::adaptive::{self, AdaptiveLimit, Gradient, LimitExceeded, 
 use seckill::overload::breaker::{Breaker, BreakerOpen, BreakerState, Outcome, StateChange};
 
 use crate::app::{Backends, StartError};
-use crate::config::RangeError;
+use crate::config::{RangeError, check_ranges};
 use crate::metrics::{Dependency, Metrics};
 
 /// Buckets of every breaker's window (one probe per bucket while throttling).
@@ -124,17 +124,7 @@ impl ProtectionSettings {
     ///
     /// The first setting out of range, naming its flag and range.
     pub fn validate(&self) -> Result<(), RangeError> {
-        for (flag, value, min, max) in self.ranges() {
-            if !(min..=max).contains(&value) {
-                return Err(RangeError {
-                    flag,
-                    value,
-                    min,
-                    max,
-                });
-            }
-        }
-        Ok(())
+        check_ranges(&self.ranges())
     }
 }
 

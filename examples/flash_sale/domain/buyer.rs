@@ -2,7 +2,7 @@
 //! to, and where the request came from.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -44,9 +44,7 @@ impl DeviceId {
     pub fn key(&self) -> u64 {
         static HASHER: LazyLock<std::collections::hash_map::RandomState> =
             LazyLock::new(std::collections::hash_map::RandomState::new);
-        let mut hasher = HASHER.build_hasher();
-        self.0.hash(&mut hasher);
-        hasher.finish()
+        HASHER.hash_one(&self.0)
     }
 }
 

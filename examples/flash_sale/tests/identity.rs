@@ -94,7 +94,9 @@ async fn purchases_need_a_valid_token() {
     let _ = header;
     let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
     let bound = device_token(1, "phone-1");
-    let cases: [(&str, Option<String>, &[(&str, &str)], &str); 7] = [
+    /// A case: its name, the `Authorization` value, more headers, what the error says.
+    type Case<'a> = (&'a str, Option<String>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 7] = [
         ("no header", None, &[], "no bearer token"),
         (
             "not bearer",

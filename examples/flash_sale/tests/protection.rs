@@ -660,7 +660,13 @@ async fn protection_adaptive_limit_sheds_under_slow_redis() {
             _ => panic!("{id}: {answer:?}"),
         }
     }
-    assert_eq!((queued.len(), sold_out), (500, 2_500));
+    assert_eq!(
+        (queued.len(), sold_out),
+        (500, 2_500),
+        "Redis stock {:?}, refused by MySQL {}, shed {shed}",
+        env.backends.stock.store().stock("2").await,
+        running.metrics.orders_failed.get(),
+    );
     assert!(shed > 0, "the adaptive limit never shed");
     let stats = limit.limit().stats();
     assert_eq!(stats.rejected, shed);
