@@ -12,7 +12,8 @@ down and hide the stall (no coordinated omission).
 
 1. Capacity C: the highest arrival rate at which the p99 of every answer
    stays under --p99-ms (20 ms) and the service decides at least 97 % of
-   what arrives. Found by doubling from --start-rate, then two bisections.
+   what arrives, with protection off (nothing sheds). Found by doubling
+   from --start-rate, then two bisections.
 2. Offered 3 x C for --seconds, once with protection on (bulkhead, adaptive
    concurrency limit, breakers) and once with it off: goodput (decided
    purchases per second), p99 of the admitted requests (every answer but a
@@ -199,19 +200,20 @@ class Bench:
         subprocess.run(["mariadb", "--protocol=TCP", "-h", "127.0.0.1", "-P", "3306", "-u", "root",
                         "-e", f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`"], check=True)
         results: dict = {"seconds": o.seconds, "p99_goal_ms": o.p99_ms}
-        service, target = self.start_service("on", 3306)
+        # C is the service's own capacity: measured with nothing shedding.
+        service, target = self.start_service("off", 3306)
         try:
             capacity = self.capacity(target)
             if capacity == 0:
                 raise RuntimeError(f"even {o.start_rate}/s does not pass: lower --start-rate")
             results["capacity"] = capacity
             log(f"capacity C = {capacity}/s")
-            results["on"] = self.load(target, 3 * capacity, "3C protection on")
+            results["off"] = self.load(target, 3 * capacity, "3C protection off")
         finally:
             self.stop(service)
-        service, target = self.start_service("off", 3306)
+        service, target = self.start_service("on", 3306)
         try:
-            results["off"] = self.load(target, 3 * capacity, "3C protection off")
+            results["on"] = self.load(target, 3 * capacity, "3C protection on")
         finally:
             self.stop(service)
         if not o.skip_mysql:
@@ -275,6 +277,7 @@ class Bench:
                      f"off {off['admitted_p99_ms']:.1f} ms (goal < 50 ms with protection)")
         table = "\n".join(lines)
         print(table)
+        os.makedirs(os.path.dirname(self.opts.out) or ".", exist_ok=True)
         chart = os.path.splitext(self.opts.out)[0] + ".svg"
         with open(chart, "w") as f:
             f.write(svg_chart(rows, c))
