@@ -103,6 +103,9 @@ class Bench:
         self.namespace = f"overload-{random.getrandbits(32):08x}"
         self.procs: list[subprocess.Popen] = []
         self.runs: list[dict] = []
+        self.protection = dict(PROTECTION)
+        if opts.on_args:
+            self.protection["on"] = opts.on_args.split()
 
     # processes --------------------------------------------------------------
 
@@ -117,7 +120,7 @@ class Bench:
         port = free_port()
         argv = [self.opts.bin, *self.service_flags(database_port), "--kafka-brokers", "",
                 "--listen", f"127.0.0.1:{port}", "--trust-forwarded-for", *OUT_OF_THE_WAY,
-                *PROTECTION[protection], *self.opts.app_args.split(), "serve"]
+                *self.protection[protection], *self.opts.app_args.split(), "serve"]
         log_path = os.path.join(self.dir, f"serve-{protection}-{port}.log")
         proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=open(log_path, "w"))
@@ -203,7 +206,7 @@ class Bench:
         # C is the service's own capacity: measured with nothing shedding.
         service, target = self.start_service("off", 3306)
         try:
-            capacity = self.capacity(target)
+            capacity = o.skip_capacity or self.capacity(target)
             if capacity == 0:
                 raise RuntimeError(f"even {o.start_rate}/s does not pass: lower --start-rate")
             results["capacity"] = capacity
@@ -338,7 +341,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--skip-mysql", action="store_true")
     parser.add_argument("--max-in-flight-client", type=int, default=15_000,
                         help="most attempts the load keeps in flight (its file descriptors)")
-    parser.add_argument("--app-args", default="", help="more flags for serve (protection tuning)")
+    parser.add_argument("--app-args", default="", help="more flags for serve, both runs")
+    parser.add_argument("--on-args", default="",
+                        help="the flags of 'protection on' instead of: " + " ".join(PROTECTION["on"]))
+    parser.add_argument("--skip-capacity", type=int, default=0, metavar="C",
+                        help="take C as the capacity instead of measuring it")
     parser.add_argument("--out", default=os.path.join(target_dir, "overload", "results.json"))
     parser.add_argument("--short", action="store_true", help="CI size: 2 s loads, one bisection")
     opts = parser.parse_args(argv)
