@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use clap::ArgAction;
 use clap::builder::BoolishValueParser;
-use seckill::overload::adaptive::{self, AdaptiveLimit, Gradient, LimitExceeded, Token};
+use seckill::overload::adaptive::{
+    self, AdaptiveLimit, Bbr, Gradient, LimitAlgorithm, LimitExceeded, Token,
+};
 use seckill::overload::breaker::{Breaker, BreakerOpen, BreakerState, Outcome, StateChange};
 
 use crate::app::{Backends, StartError};
@@ -81,12 +83,28 @@ pub struct ProtectionSettings {
         action = ArgAction::Set
     )]
     pub adaptive_limit: bool,
+    /// How the adaptive limit moves: `gradient` (latency against its
+    /// recent best: backs off when Redis slows down) or `bbr` (the
+    /// concurrency that carried the best throughput at the best latency of
+    /// the last 5 s: keeps serving that much when the whole machine
+    /// saturates, where a latency rule would shed almost everything).
+    #[arg(long, global = true, value_enum, default_value_t = AdaptiveAlgorithm::Gradient)]
+    pub adaptive_algorithm: AdaptiveAlgorithm,
     /// The lowest the adaptive limit goes (1–1,000,000).
     #[arg(long, global = true, default_value_t = 8)]
     pub adaptive_min_limit: u32,
     /// The highest the adaptive limit goes (`--adaptive-min-limit` to 1,000,000).
     #[arg(long, global = true, default_value_t = 1_000)]
     pub adaptive_max_limit: u32,
+}
+
+/// The algorithms of the adaptive limit (`seckill-overload`'s `Gradient` and `Bbr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdaptiveAlgorithm {
+    /// Latency gradient.
+    Gradient,
+    /// Throughput × best latency.
+    Bbr,
 }
 
 impl ProtectionSettings {
@@ -314,10 +332,19 @@ impl Protection {
                 settings.adaptive_min_limit as usize,
                 settings.adaptive_max_limit as usize,
             );
-            let gradient = Gradient::builder()
-                .build()
-                .map_err(|e| invalid(&format_args!("adaptive limit: {e}")))?;
-            let limit = AdaptiveLimit::builder(gradient)
+            let algorithm: Box<dyn LimitAlgorithm> = match settings.adaptive_algorithm {
+                AdaptiveAlgorithm::Gradient => Box::new(
+                    Gradient::builder()
+                        .build()
+                        .map_err(|e| invalid(&format_args!("adaptive limit: {e}")))?,
+                ),
+                AdaptiveAlgorithm::Bbr => Box::new(
+                    Bbr::builder()
+                        .build()
+                        .map_err(|e| invalid(&format_args!("adaptive limit: {e}")))?,
+                ),
+            };
+            let limit = AdaptiveLimit::builder(algorithm)
                 .min_limit(min)
                 .max_limit(max)
                 .initial_limit((ADAPTIVE_INITIAL_LIMIT as usize).clamp(min, max))

@@ -21,6 +21,15 @@
 //! same [`LimitAlgorithm`] trait (it would ignore the RTT and read its own
 //! CPU gauge); [`Aimd`] is the second shipped implementation.
 //!
+//! When the machine itself saturates, latency misleads: every call slows
+//! down together (scheduling delay counts in its RTT), and a latency rule
+//! sheds down to its minimum while the service could still serve what it
+//! served a moment ago. [`Bbr`] reads throughput instead: the limit is the
+//! concurrency that carried the best throughput at the best latency of the
+//! last few seconds (the bandwidth-delay product of TCP BBR, the rule of
+//! go-zero's shedder), so under saturation it keeps serving that much and
+//! sheds only the calls that would have waited.
+//!
 //! # Examples
 //!
 //! ```
@@ -59,6 +68,10 @@ use tower_service::Service;
 
 use crate::config::ConfigError;
 use crate::layer_error::{Admission, AdmittedFuture, LayerError};
+
+mod bbr;
+
+pub use bbr::{Bbr, BbrBuilder};
 
 /// The largest `max_limit` an [`AdaptiveLimit`] accepts.
 pub const MAX_LIMIT: usize = 1_000_000;

@@ -9,7 +9,7 @@
 //! | module | protects against | how |
 //! |---|---|---|
 //! | [`bulkhead`] | one route or dependency taking every task | a fixed concurrency limit that rejects at once when full |
-//! | [`adaptive`] | the machine or a dependency saturating | a concurrency limit that follows measured latency |
+//! | [`adaptive`] | the machine or a dependency saturating | a concurrency limit that follows measured latency (`Gradient`) or throughput × best latency (`Bbr`) |
 //! | [`breaker`] | calling a dependency that is failing | adaptive client-side throttling (the Google SRE breaker) |
 //! | `rate_limit` (feature `http`) | one client taking more than its share | `seckill-ratelimit`'s keyed limiters as a layer answering 429 |
 //!
@@ -29,7 +29,7 @@ mod layer_error;
 #[cfg(feature = "http")]
 pub mod rate_limit;
 
-pub use adaptive::{AdaptiveLayer, AdaptiveLimit, LimitAlgorithm, LimitExceeded};
+pub use adaptive::{AdaptiveLayer, AdaptiveLimit, Bbr, LimitAlgorithm, LimitExceeded};
 pub use breaker::{Breaker, BreakerError, BreakerLayer, BreakerOpen};
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadLayer};
 pub use config::ConfigError;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use seckill_overload::adaptive::{
-    AdaptiveError, AdaptiveLayer, AdaptiveLimit, Aimd, Gradient, LimitAlgorithm, LimitChange,
+    AdaptiveError, AdaptiveLayer, AdaptiveLimit, Aimd, Bbr, Gradient, LimitAlgorithm, LimitChange,
     Outcome, Sample,
 };
 use tokio::sync::Semaphore;
@@ -203,6 +203,119 @@ async fn gradient_limit_drops_when_dependency_slows() {
         "limit dropped only from {before} to {after}"
     );
     assert!(recovered >= CAPACITY / 2, "limit stuck at {recovered}");
+}
+
+fn bbr_limit(initial: usize) -> AdaptiveLimit {
+    AdaptiveLimit::builder(Bbr::builder().build().unwrap())
+        .min_limit(1)
+        .max_limit(1_000)
+        .initial_limit(initial)
+        .build()
+        .unwrap()
+}
+
+/// 2,000 clients against a capacity-50, 10 ms dependency: from a limit of 5
+/// the throughput limit grows to about twice the dependency's concurrency
+/// (headroom 2), stays in [C, 3C] after a 1 s warm-up, and the dependency
+/// stays busy: at least 90 % of what it can serve was admitted.
+#[tokio::test(start_paused = true)]
+async fn bbr_settles_at_the_concurrency_that_serves_the_capacity() {
+    let dependency = Dependency::new(CAPACITY, 10);
+    let limit = bbr_limit(5);
+    let run = hammer(&limit, &dependency, 2_000, 4_000, None).await;
+    let settled: Vec<usize> = run
+        .limits
+        .iter()
+        .filter(|(t, _)| *t >= 1_000)
+        .map(|(_, l)| *l)
+        .collect();
+    let (low, high) = (settled.iter().min().unwrap(), settled.iter().max().unwrap());
+    eprintln!("settled within {low}..={high}, admitted {}", run.admitted);
+    assert!(*low >= CAPACITY && *high <= 3 * CAPACITY, "{low}..={high}");
+    // 50 slots × 100 calls per second × 4 s.
+    assert!(run.admitted >= 18_000, "admitted {}", run.admitted);
+    assert!(run.rejected > run.admitted);
+}
+
+/// Every call of the dependency takes twice as long from 2 s on (what a
+/// saturated CPU does to every request): the gradient falls to a quarter of
+/// the capacity (see above); the throughput limit keeps at least the
+/// dependency's concurrency, so the dependency stays busy.
+#[tokio::test(start_paused = true)]
+async fn bbr_keeps_serving_when_every_call_slows() {
+    let dependency = Dependency::new(CAPACITY, 10);
+    let limit = bbr_limit(5);
+    let run = hammer(&limit, &dependency, 2_000, 4_000, Some(2_000)).await;
+    let after = run
+        .limits
+        .iter()
+        .filter(|(t, _)| *t > 2_000)
+        .map(|(_, l)| *l)
+        .min()
+        .unwrap();
+    eprintln!("min after slowdown {after}, admitted {}", run.admitted);
+    assert!(after >= CAPACITY, "limit fell to {after}");
+    // 2 s at 5,000/s, then 2 s at 2,500/s, at 90 %.
+    assert!(run.admitted >= 13_500, "admitted {}", run.admitted);
+}
+
+/// Driven by hand: the limit is left alone until a bucket completed, then
+/// it is max passes per bucket × best average RTT / bucket × headroom;
+/// dropped calls do not count as passes.
+#[tokio::test(start_paused = true)]
+async fn bbr_estimate_is_throughput_times_best_latency() {
+    let mut bbr = Bbr::builder()
+        .window(Duration::from_secs(1))
+        .buckets(10)
+        .headroom(2.0)
+        .build()
+        .unwrap();
+    let ok = |ms| Sample::new(Duration::from_millis(ms), 1, Outcome::Success);
+    // Bucket 0: 40 calls of 5 ms and 1,000 dropped ones.
+    for _ in 0..40 {
+        assert_eq!(bbr.update(7, &ok(5)), 7);
+    }
+    for _ in 0..1_000 {
+        let dropped = Sample::new(Duration::from_millis(1), 1, Outcome::Dropped);
+        assert_eq!(bbr.update(7, &dropped), 7);
+    }
+    tokio::time::advance(Duration::from_millis(100)).await;
+    // 40 passes × 5 ms / 100 ms × 2 = 4.
+    assert_eq!(bbr.update(7, &ok(50)), 4);
+    // Bucket 2: 99 passes at 50 ms; the best latency stays bucket 0's.
+    tokio::time::advance(Duration::from_millis(100)).await;
+    for _ in 0..99 {
+        bbr.update(4, &ok(50));
+    }
+    tokio::time::advance(Duration::from_millis(100)).await;
+    // Most passes 99 (bucket 2), best latency 5 ms (bucket 0): 99 × 5 / 100 × 2 = 9.9 → 10.
+    assert_eq!(bbr.update(4, &ok(50)), 10);
+    // A whole window later, only what the window holds counts.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(bbr.update(10, &ok(50)), 10);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    // One pass of 50 ms in the last completed bucket: 1 × 50 / 100 × 2 = 1.
+    assert_eq!(bbr.update(10, &ok(50)), 1);
+}
+
+#[test]
+fn bbr_config_ranges_are_checked() {
+    let field = |r: Result<Bbr, seckill_overload::ConfigError>| r.unwrap_err().to_string();
+    assert!(Bbr::builder().build().is_ok());
+    assert!(field(Bbr::builder().window(Duration::from_millis(9)).build()).starts_with("window"));
+    assert!(field(Bbr::builder().buckets(1).build()).starts_with("buckets"));
+    assert!(field(Bbr::builder().buckets(1_025).build()).starts_with("buckets"));
+    assert!(
+        field(
+            Bbr::builder()
+                .window(Duration::from_millis(10))
+                .buckets(20)
+                .build()
+        )
+        .starts_with("window / buckets")
+    );
+    assert!(field(Bbr::builder().headroom(0.9).build()).starts_with("headroom"));
+    assert!(field(Bbr::builder().headroom(10.5).build()).starts_with("headroom"));
 }
 
 #[test]
