@@ -88,14 +88,19 @@ pub struct ProtectionSettings {
     /// concurrency that carried the best throughput at the best latency of
     /// the last 5 s: keeps serving that much when the whole machine
     /// saturates, where a latency rule would shed almost everything).
-    #[arg(long, global = true, value_enum, default_value_t = AdaptiveAlgorithm::Gradient)]
+    #[arg(long, global = true, value_enum, default_value_t = AdaptiveAlgorithm::Bbr)]
     pub adaptive_algorithm: AdaptiveAlgorithm,
     /// The lowest the adaptive limit goes (1–1,000,000).
-    #[arg(long, global = true, default_value_t = 8)]
+    #[arg(long, global = true, default_value_t = 32)]
     pub adaptive_min_limit: u32,
     /// The highest the adaptive limit goes (`--adaptive-min-limit` to 1,000,000).
     #[arg(long, global = true, default_value_t = 1_000)]
     pub adaptive_max_limit: u32,
+    /// `bbr`'s room over the measured concurrency, in percent (100–1,000):
+    /// lower keeps the admitted latency nearer the best seen, higher sheds
+    /// less of a burst.
+    #[arg(long, global = true, default_value_t = 150)]
+    pub adaptive_headroom_pct: u32,
 }
 
 /// The algorithms of the adaptive limit (`seckill-overload`'s `Gradient` and `Bbr`).
@@ -109,7 +114,7 @@ pub enum AdaptiveAlgorithm {
 
 impl ProtectionSettings {
     /// Every number with its flag and valid range.
-    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 6] {
+    pub fn ranges(&self) -> [(&'static str, u64, u64, u64); 7] {
         let n = |v: u32| u64::from(v);
         [
             ("redis-timeout-ms", self.redis_timeout_ms, 1, 60_000),
@@ -132,6 +137,12 @@ impl ProtectionSettings {
                 n(self.adaptive_max_limit),
                 n(self.adaptive_min_limit),
                 1_000_000,
+            ),
+            (
+                "adaptive-headroom-pct",
+                n(self.adaptive_headroom_pct),
+                100,
+                1_000,
             ),
         ]
     }
@@ -340,6 +351,7 @@ impl Protection {
                 ),
                 AdaptiveAlgorithm::Bbr => Box::new(
                     Bbr::builder()
+                        .headroom(f64::from(settings.adaptive_headroom_pct) / 100.0)
                         .build()
                         .map_err(|e| invalid(&format_args!("adaptive limit: {e}")))?,
                 ),
@@ -486,6 +498,7 @@ mod tests {
             "breaker-min-requests" => s.breaker_min_requests = n,
             "adaptive-min-limit" => s.adaptive_min_limit = n,
             "adaptive-max-limit" => s.adaptive_max_limit = n,
+            "adaptive-headroom-pct" => s.adaptive_headroom_pct = n,
             other => panic!("unknown flag {other}"),
         }
     }

@@ -625,6 +625,8 @@ fn metrics_state(running: &Running, dependency: Dependency) -> i64 {
 async fn protection_adaptive_limit_sheds_under_slow_redis() {
     let env = TestEnv::with_sale(Broker::Mock, |sale| {
         sale.protection.adaptive_limit = true;
+        // The latency rule: a slowed Redis is what it reacts to.
+        sale.protection.adaptive_algorithm = crate::protection::AdaptiveAlgorithm::Gradient;
         sale.protection.redis_timeout_ms = 10_000;
     })
     .await;
