@@ -306,10 +306,19 @@ class Bench:
         log(f"every run: {self.opts.out}; logs and reports: {self.dir}")
 
     def close(self) -> None:
+        """Stops what is left and drops the bench's Redis keys and database."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if shutil.which("redis-cli"):
+            url = self.opts.redis_url
+            keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", f"*{{{self.namespace}}}*"],
+                                  capture_output=True, text=True).stdout.split()
+            for i in range(0, len(keys), 500):
+                subprocess.run(["redis-cli", "-u", url, "DEL", *keys[i:i + 500]], capture_output=True)
+        subprocess.run(["mariadb", "--protocol=TCP", "-h", "127.0.0.1", "-P", "3306", "-u", "root",
+                        "-e", f"DROP DATABASE IF EXISTS `{DATABASE}`"], capture_output=True)
 
 
 def svg_chart(rows: list[tuple[str, dict]], capacity: int) -> str:
