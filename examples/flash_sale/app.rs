@@ -357,10 +357,13 @@ impl Running {
                 ("seckill_cache_loads", "SKU loads from MySQL.", s.loads),
             ]
         });
+        let rate_policies = crate::http::rate_headers::RatePolicies::new(&settings.rules())
+            .map_err(|e| StartError::Config(format!("rate limits: {e}")))?;
         let state = HttpState {
             identity: identity.clone(),
             buy: BuyState {
                 identity,
+                rate_policies: Arc::new(rate_policies),
                 bulkhead: bulkhead.clone(),
                 sale: Arc::clone(&sale),
                 metrics: Arc::clone(&backends.metrics),

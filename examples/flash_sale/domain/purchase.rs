@@ -78,7 +78,34 @@ pub enum Answer {
     RateLimited {
         /// When to retry.
         retry_after: Duration,
+        /// Which limit refused it.
+        limit: RateLimit,
     },
+}
+
+/// The rate limits of a sale, in the order a request meets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// Per client IP.
+    Ip,
+    /// Per user.
+    User,
+    /// Per device bound into the buyer's token.
+    Device,
+    /// The instance's bucket in front of Redis.
+    Instance,
+}
+
+impl RateLimit {
+    /// Its name in the `RateLimit` and `RateLimit-Policy` headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimit::Ip => "per-ip",
+            RateLimit::User => "per-user",
+            RateLimit::Device => "per-device",
+            RateLimit::Instance => "per-instance",
+        }
+    }
 }
 
 impl Answer {

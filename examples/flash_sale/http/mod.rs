@@ -8,6 +8,7 @@ pub mod extract;
 pub mod identity;
 pub mod ops;
 pub mod orders;
+pub mod rate_headers;
 pub mod seckill;
 pub mod skus;
 pub mod state;

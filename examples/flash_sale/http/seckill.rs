@@ -80,7 +80,7 @@ pub async fn seckill(
         Err(_) => Outcome::Error,
     });
     match response {
-        Ok((answer, request_id)) => answer_response(answer, &request_id),
+        Ok((answer, request_id)) => answer_response(answer, &request_id, &state),
         Err(e) => e.into_response(),
     }
 }
@@ -179,7 +179,7 @@ fn outcome(answer: &Answer) -> Outcome {
     }
 }
 
-fn answer_response(answer: Answer, request_id: &RequestId) -> Response {
+fn answer_response(answer: Answer, request_id: &RequestId, state: &BuyState) -> Response {
     let mut body = json!({ "status": answer.status(), "request_id": request_id });
     let status = match answer {
         Answer::Queued => StatusCode::ACCEPTED,
@@ -190,12 +190,16 @@ fn answer_response(answer: Answer, request_id: &RequestId) -> Response {
         body["available"] = json!(available);
     }
     let mut response = (status, Json(body)).into_response();
-    if let Answer::RateLimited { retry_after } = answer {
+    if let Answer::RateLimited { retry_after, limit } = answer {
         // Whole seconds, rounded up, at least 1.
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        if let Ok(value) = HeaderValue::from_str(&secs.clamp(1, 3600).to_string()) {
+        let secs = secs.clamp(1, 3600);
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        state
+            .rate_policies
+            .insert(limit, secs, response.headers_mut());
     }
     response
 }

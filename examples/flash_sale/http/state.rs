@@ -56,6 +56,8 @@ pub struct BuyState {
     pub bulkhead: seckill::overload::Bulkhead,
     /// The sale.
     pub sale: Arc<AppSale>,
+    /// The `RateLimit-Policy` of each of its limits, for 429 answers.
+    pub rate_policies: Arc<super::rate_headers::RatePolicies>,
     /// Request outcomes and latency.
     pub metrics: Arc<Metrics>,
     /// Take the client IP from `X-Forwarded-For`.

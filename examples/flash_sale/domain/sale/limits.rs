@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use seckill::ratelimit::{ConfigError, Denied, Keyed, LeakyBucket, TokenBucket};
 
 use super::SaleRules;
+use crate::domain::purchase::RateLimit;
 use crate::domain::buyer::Client;
 
 /// Most clients (IPs, users or devices) tracked per limiter; idle ones are evicted.
@@ -48,11 +49,19 @@ impl Limits {
     /// # Errors
     ///
     /// The first limit that refused, with when to retry.
-    pub fn check_client(&self, client: Client, user: u64) -> Result<(), Denied> {
-        self.per_ip.try_acquire(&client.ip, 1)?;
-        self.per_user.try_acquire(&user, 1)?;
+    pub fn check_client(&self, client: Client, user: u64) -> Result<(), (Denied, RateLimit)> {
+        let refused = |limit| move |denied| (denied, limit);
+        self.per_ip
+            .try_acquire(&client.ip, 1)
+            .map_err(refused(RateLimit::Ip))?;
+        self.per_user
+            .try_acquire(&user, 1)
+            .map_err(refused(RateLimit::User))?;
         match client.device {
-            Some(device) => self.per_device.try_acquire(&device, 1),
+            Some(device) => self
+                .per_device
+                .try_acquire(&device, 1)
+                .map_err(refused(RateLimit::Device)),
             None => Ok(()),
         }
     }

@@ -35,7 +35,7 @@ use self::sold_out::{Check, GrantLoad, SoldOutFlags};
 use super::buyer::Client;
 use super::order::Order;
 use super::ports::{Deduction, GrantRecord, OrderQueue, StockLedger, Unavailable};
-use super::purchase::{Answer, Purchase};
+use super::purchase::{Answer, Purchase, RateLimit};
 use super::request_id::RequestId;
 use crate::metrics::Metrics;
 
@@ -164,9 +164,10 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
         client: Client,
         purchase: Purchase,
     ) -> Result<Answer, PurchaseError> {
-        if let Err(denied) = self.limits.check_client(client, purchase.user_id) {
+        if let Err((denied, limit)) = self.limits.check_client(client, purchase.user_id) {
             return Ok(Answer::RateLimited {
                 retry_after: denied.retry_after,
+                limit,
             });
         }
         let recheck = match self
@@ -190,6 +191,7 @@ impl<S: StockLedger, Q: OrderQueue> Sale<S, Q> {
         if let Err(denied) = self.limits.check_global() {
             return Ok(Answer::RateLimited {
                 retry_after: denied.retry_after,
+                limit: RateLimit::Instance,
             });
         }
         self.metrics.redis_deductions.inc();

@@ -203,7 +203,10 @@ async fn a_device_is_limited_across_the_users_on_it() {
     let before = calls(&sale);
     assert!(matches!(
         sale.purchase(phone, buy("c", 3, 7, 1)).await.unwrap(),
-        Answer::RateLimited { .. }
+        Answer::RateLimited {
+            limit: RateLimit::Device,
+            ..
+        }
     ));
     assert_eq!(calls(&sale), before);
     assert_eq!(
@@ -353,7 +356,10 @@ async fn rate_limited_requests_decide_nothing() {
         Answer::Queued
     );
     let answer = sale.purchase(IP, buy("b", 1, 1, 1)).await.unwrap();
-    assert!(matches!(answer, Answer::RateLimited { retry_after } if retry_after > Duration::ZERO));
+    assert!(matches!(
+        answer,
+        Answer::RateLimited { retry_after, limit: RateLimit::User } if retry_after > Duration::ZERO
+    ));
     assert_eq!(calls(&sale), 1);
 }
 
