@@ -85,8 +85,16 @@ mod tests {
         let mut headers = HeaderMap::new();
         for (limit, policy, now) in [
             (RateLimit::Ip, "\"per-ip\";q=100;w=2", "\"per-ip\";r=0;t=1"),
-            (RateLimit::User, "\"per-user\";q=3;w=3", "\"per-user\";r=0;t=1"),
-            (RateLimit::Device, "\"per-device\";q=5;w=3", "\"per-device\";r=0;t=1"),
+            (
+                RateLimit::User,
+                "\"per-user\";q=3;w=3",
+                "\"per-user\";r=0;t=1",
+            ),
+            (
+                RateLimit::Device,
+                "\"per-device\";q=5;w=3",
+                "\"per-device\";r=0;t=1",
+            ),
             (
                 RateLimit::Instance,
                 "\"per-instance\";q=2000;w=1",

@@ -707,7 +707,10 @@ async fn rate_limits_answer_429() {
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     // The IETF draft's headers name the limit that refused it: the user's
     // bucket of 1, refilled in 1 s.
-    assert_eq!(response.headers()["ratelimit-policy"], "\"per-user\";q=1;w=1");
+    assert_eq!(
+        response.headers()["ratelimit-policy"],
+        "\"per-user\";q=1;w=1"
+    );
     assert_eq!(
         response.headers()["ratelimit"],
         format!("\"per-user\";r=0;t={retry_after}").as_str()

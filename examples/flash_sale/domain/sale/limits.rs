@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use seckill::ratelimit::{ConfigError, Denied, Keyed, LeakyBucket, TokenBucket};
 
 use super::SaleRules;
-use crate::domain::purchase::RateLimit;
 use crate::domain::buyer::Client;
+use crate::domain::purchase::RateLimit;
 
 /// Most clients (IPs, users or devices) tracked per limiter; idle ones are evicted.
 const MAX_KEYS: usize = 1_000_000;
