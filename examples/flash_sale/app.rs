@@ -19,7 +19,7 @@ use crate::grants::GrantLog;
 use crate::http::state::{
     AdminState, AppSale, BuyState, HttpState, IdentityState, OpsState, QueryState,
 };
-use crate::identity::challenge::{Challenge, ProofOfWork};
+use crate::identity::challenge::{self, Challenge, ProofOfWork};
 use crate::identity::token::TokenKeys;
 use crate::kafka::client::Kafka;
 use crate::kafka::consumer::{self, ConsumerDeps};
@@ -82,8 +82,11 @@ pub struct Backends {
     pub services: Services,
     /// Shared metrics.
     pub metrics: Arc<Metrics>,
-    /// The signing secret of buyers' tokens (given, or random per process).
-    pub auth_secret: Arc<[u8]>,
+    /// Buyers' token keys, of `--auth-secret` (or a random secret per process).
+    pub token_keys: Arc<TokenKeys>,
+    /// The proof-of-work challenge's key, derived from the same secret, so
+    /// every instance sharing the secret checks every puzzle.
+    pub challenge_key: [u8; 32],
     /// The shared blacklist on `redis`.
     pub blacklist_store: BlacklistStore,
     /// This process's copy of it (loaded at connect, kept fresh by
@@ -110,13 +113,15 @@ impl Backends {
             })?;
         let stock = RedisStock::new(redis.clone(), &services.namespace)
             .map_err(|e| StartError::Config(format!("namespace: {e}")))?;
-        let auth_secret: Arc<[u8]> = match &services.auth_secret {
-            Some(secret) => secret.as_bytes().into(),
-            None => rand::random::<[u8; 32]>().as_slice().into(),
+        let auth_secret: Vec<u8> = match &services.auth_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => rand::random::<[u8; 32]>().to_vec(),
         };
-        // The length rule, said at start rather than at the first request.
-        TokenKeys::new(&auth_secret)
-            .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
+        let secret_error =
+            |e: &dyn std::fmt::Display| StartError::Config(format!("--auth-secret: {e}"));
+        let token_keys = TokenKeys::new(&auth_secret).map_err(|e| secret_error(&e))?;
+        let challenge_key =
+            challenge::key_from_secret(&auth_secret).map_err(|e| secret_error(&e))?;
         let blacklist_store = BlacklistStore::new(redis.clone(), &services.namespace);
         let blacklist = Blacklist::new();
         blacklist_store
@@ -154,7 +159,8 @@ impl Backends {
             kafka: Arc::new(kafka),
             services: services.clone(),
             metrics: Arc::new(Metrics::default()),
-            auth_secret,
+            token_keys: Arc::new(token_keys),
+            challenge_key,
             blacklist_store,
             blacklist,
             protection: None,
@@ -162,32 +168,24 @@ impl Backends {
     }
 
     /// Who may buy on an instance with `settings`: token keys, the
-    /// blacklist copy, the challenge (its key derived from the token
-    /// secret, so every instance sharing the secret checks every puzzle).
+    /// blacklist copy, the challenge.
     ///
     /// # Errors
     ///
     /// A setting out of range.
     pub fn identity(&self, settings: &SaleSettings) -> Result<IdentityState, StartError> {
         let id = &settings.identity;
-        let keys = TokenKeys::new(&self.auth_secret)
-            .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
         let challenge: Option<Arc<dyn Challenge>> = match id.challenge_bits {
             0 => None,
             bits => {
-                use hmac::Mac;
-                let mut derive =
-                    <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.auth_secret)
-                        .map_err(|e| StartError::Config(format!("--auth-secret: {e}")))?;
-                derive.update(b"seckill challenge key");
-                let key: [u8; 32] = derive.finalize().into_bytes().into();
-                let pow = ProofOfWork::new(key, bits, Duration::from_secs(id.challenge_ttl_s))
+                let ttl = Duration::from_secs(id.challenge_ttl_s);
+                let pow = ProofOfWork::new(self.challenge_key, bits, ttl)
                     .map_err(|e| StartError::Config(format!("--challenge-bits: {e}")))?;
                 Some(Arc::new(pow))
             }
         };
         Ok(IdentityState {
-            keys: Arc::new(keys),
+            keys: Arc::clone(&self.token_keys),
             blacklist: self.blacklist.clone(),
             challenge,
             demo_token_ttl: id.demo_tokens.then(|| id.token_ttl()),

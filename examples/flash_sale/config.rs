@@ -419,23 +419,30 @@ pub fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod range_tests {
+pub(crate) mod range_tests {
     use super::*;
 
-    #[test]
-    fn every_number_is_checked_against_its_range() {
-        let defaults = SaleSettings::defaults().unwrap();
-        assert_eq!(defaults.validate(), Ok(()));
-        for (flag, _, min, max) in defaults.ranges() {
+    /// For every range of a settings group: one below its minimum and one
+    /// above its maximum, set on `defaults` with `set`, make `validate`
+    /// name that flag, value and range. `ranges` reads the group back, so a
+    /// value that does not fit the field's type (and so cannot be given at
+    /// all) is recognised and skipped.
+    pub(crate) fn assert_every_range_is_checked<S: Clone, const N: usize>(
+        defaults: &S,
+        ranges: impl Fn(&S) -> [(&'static str, u64, u64, u64); N],
+        set: impl Fn(&mut S, &'static str, u64),
+        validate: impl Fn(&S) -> Result<(), RangeError>,
+    ) {
+        assert_eq!(validate(defaults), Ok(()));
+        for (flag, _, min, max) in ranges(defaults) {
             for bad in [min.checked_sub(1), max.checked_add(1)]
                 .into_iter()
                 .flatten()
             {
                 let mut settings = defaults.clone();
                 set(&mut settings, flag, bad);
-                // Values that do not fit the field's type cannot be given at all.
-                if settings.ranges().iter().any(|r| r.0 == flag && r.1 == bad) {
-                    let error = settings.validate().unwrap_err();
+                if ranges(&settings).iter().any(|r| r.0 == flag && r.1 == bad) {
+                    let error = validate(&settings).unwrap_err();
                     assert_eq!(
                         (error.flag, error.value, error.min, error.max),
                         (flag, bad, min, max)
@@ -444,6 +451,16 @@ mod range_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_number_is_checked_against_its_range() {
+        assert_every_range_is_checked(
+            &SaleSettings::defaults().unwrap(),
+            SaleSettings::ranges,
+            set,
+            SaleSettings::validate,
+        );
     }
 
     fn set(s: &mut SaleSettings, flag: &str, v: u64) {
@@ -471,32 +488,26 @@ mod range_tests {
         }
     }
 
+    /// Checked through the sale's `validate`, which checks the identity group too.
     #[test]
     fn every_identity_number_is_checked_against_its_range() {
-        let defaults = SaleSettings::defaults().unwrap();
-        for (flag, _, min, max) in defaults.identity.ranges() {
-            for bad in [min.checked_sub(1), max.checked_add(1)]
-                .into_iter()
-                .flatten()
-            {
-                let mut settings = defaults.clone();
-                let id = &mut settings.identity;
-                let n = u32::try_from(bad).unwrap_or(u32::MAX);
+        assert_every_range_is_checked(
+            &SaleSettings::defaults().unwrap(),
+            |s| s.identity.ranges(),
+            |s, flag, v| {
+                let id = &mut s.identity;
+                let n = u32::try_from(v).unwrap_or(u32::MAX);
                 match flag {
-                    "token-ttl-s" => id.token_ttl_s = bad,
+                    "token-ttl-s" => id.token_ttl_s = v,
                     "device-rate" => id.device_rate = n,
                     "device-burst" => id.device_burst = n,
-                    "blacklist-refresh-ms" => id.blacklist_refresh_ms = bad,
+                    "blacklist-refresh-ms" => id.blacklist_refresh_ms = v,
                     "challenge-bits" => id.challenge_bits = n,
-                    "challenge-ttl-s" => id.challenge_ttl_s = bad,
+                    "challenge-ttl-s" => id.challenge_ttl_s = v,
                     other => panic!("unknown flag {other}"),
                 }
-                let error = settings.validate().unwrap_err();
-                assert_eq!(
-                    (error.flag, error.value, error.min, error.max),
-                    (flag, bad, min, max)
-                );
-            }
-        }
+            },
+            SaleSettings::validate,
+        );
     }
 }

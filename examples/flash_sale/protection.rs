@@ -452,29 +452,19 @@ impl Backends {
 mod tests {
     use super::*;
     use crate::config::SaleSettings;
+    use crate::config::range_tests::assert_every_range_is_checked;
 
     #[test]
     fn every_number_is_checked_against_its_range() {
         let defaults = SaleSettings::defaults().unwrap().protection;
-        assert_eq!(defaults.validate(), Ok(()));
         assert!(defaults.breakers);
         assert!(!defaults.adaptive_limit);
-        for (flag, _, min, max) in defaults.ranges() {
-            for bad in [min.checked_sub(1), max.checked_add(1)]
-                .into_iter()
-                .flatten()
-            {
-                let mut settings = defaults.clone();
-                set(&mut settings, flag, bad);
-                if settings.ranges().iter().any(|r| r.0 == flag && r.1 == bad) {
-                    let error = settings.validate().unwrap_err();
-                    assert_eq!(
-                        (error.flag, error.value, error.min, error.max),
-                        (flag, bad, min, max)
-                    );
-                }
-            }
-        }
+        assert_every_range_is_checked(
+            &defaults,
+            ProtectionSettings::ranges,
+            set,
+            ProtectionSettings::validate,
+        );
         // The largest limit cannot be below the smallest.
         let mut settings = defaults.clone();
         settings.adaptive_min_limit = 50;

@@ -175,10 +175,6 @@ class Bench:
             f"max {result['max_ms']:.0f} ms, 503 {shed}, invariants {'ok' if result['ok'] else 'BROKEN'}")
         return result
 
-    def decided(self, result: dict) -> float:
-        """Decided attempts per second: for the floor run, sold-out answers."""
-        return result["decided_per_second"]
-
     def passes(self, result: dict) -> bool:
         return (result["p99_ms"] < self.opts.p99_ms
                 and result["decided_per_second"] >= 0.97 * result["offered"])

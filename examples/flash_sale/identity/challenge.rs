@@ -59,6 +59,20 @@ pub trait Challenge: Send + Sync {
     ) -> Result<(), ChallengeError>;
 }
 
+/// The key of [`ProofOfWork`] puzzles for a service whose token secret is
+/// `secret`: an HMAC of a fixed label under it, so every instance sharing
+/// the secret issues and checks the same puzzles, and the puzzle key is
+/// never the token key itself.
+///
+/// # Errors
+///
+/// Never in practice: HMAC takes a key of any length.
+pub fn key_from_secret(secret: &[u8]) -> Result<[u8; 32], hmac::digest::InvalidLength> {
+    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret)?;
+    derive.update(b"seckill challenge key");
+    Ok(derive.finalize().into_bytes().into())
+}
+
 /// Fewest leading zero bits a proof-of-work puzzle asks for.
 pub const BITS_MIN: u32 = 1;
 /// Most leading zero bits (2^24 hashes on average: seconds in a browser).
@@ -262,6 +276,33 @@ mod tests {
         assert_eq!(
             expired.verify(1, 7, Some(&answer(&old, nonce))),
             Err(ChallengeError::Expired)
+        );
+    }
+
+    #[test]
+    fn the_key_follows_the_secret() {
+        let a = key_from_secret(b"secret a").unwrap();
+        assert_eq!(a, key_from_secret(b"secret a").unwrap());
+        assert_ne!(a, key_from_secret(b"secret b").unwrap());
+        // Puzzles issued under one derived key check under the same key only.
+        let pow = ProofOfWork::new(a, 4, Duration::from_secs(60)).unwrap();
+        let puzzle = pow.issue(1, 7);
+        let nonce = ProofOfWork::solve(puzzle["puzzle"].as_str().unwrap(), 4);
+        let answer = answer(&puzzle, nonce);
+        let same = ProofOfWork::new(
+            key_from_secret(b"secret a").unwrap(),
+            4,
+            Duration::from_secs(60),
+        );
+        assert_eq!(same.unwrap().verify(1, 7, Some(&answer)), Ok(()));
+        let other = ProofOfWork::new(
+            key_from_secret(b"secret b").unwrap(),
+            4,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            other.unwrap().verify(1, 7, Some(&answer)),
+            Err(ChallengeError::Forged)
         );
     }
 
