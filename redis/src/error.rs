@@ -196,7 +196,10 @@ mod tests {
                 "Unavailable",
             ),
             ("CLUSTERDOWN The cluster is down", "Unavailable"),
-            ("TRYAGAIN Multiple keys request during rehashing", "Unavailable"),
+            (
+                "TRYAGAIN Multiple keys request during rehashing",
+                "Unavailable",
+            ),
             ("ERR Function not found", "NoFunction"),
             (
                 "ERR user_script:3: Script attempted to access nonexistent global variable",

@@ -40,7 +40,9 @@ where
         Call::EvalSha { sha, keys, args } => {
             client.evalsha(sha, fred_keys(keys), fred_args(args)).await
         }
-        Call::Eval { code, keys, args } => client.eval(code, fred_keys(keys), fred_args(args)).await,
+        Call::Eval { code, keys, args } => {
+            client.eval(code, fred_keys(keys), fred_args(args)).await
+        }
         Call::FCall {
             function,
             keys,

@@ -231,7 +231,10 @@ mod tests {
     fn bad_names_are_refused() {
         let a = Script::new("return 1");
         for (prefix, name) in [("", "a"), ("shop", ""), ("sh op", "a"), ("shop", "a-b")] {
-            assert!(Library::new(prefix, &[(name, &a)]).is_err(), "{prefix:?} {name:?}");
+            assert!(
+                Library::new(prefix, &[(name, &a)]).is_err(),
+                "{prefix:?} {name:?}"
+            );
         }
         assert!(Library::new("shop", &[("a", &a), ("a", &a)]).is_err());
         assert!(Library::new("shop", &[]).is_err());

@@ -54,9 +54,7 @@ impl Script {
     /// A script from its Lua source.
     pub fn new(code: impl Into<Cow<'static, str>>) -> Self {
         let code = code.into();
-        let sha = sha1_smol::Sha1::from(code.as_bytes())
-            .digest()
-            .to_string();
+        let sha = sha1_smol::Sha1::from(code.as_bytes()).digest().to_string();
         Self {
             code,
             sha,

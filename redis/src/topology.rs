@@ -77,7 +77,9 @@ impl Topology {
                 .split_once('/')
                 .ok_or_else(|| bad("a Sentinel URL ends with /<master name>"))?;
             if master.is_empty() || master.len() > 64 || master.contains(['/', ' ', ',']) {
-                return Err(bad("the master name must be 1 to 64 bytes without '/', ',' or spaces"));
+                return Err(bad(
+                    "the master name must be 1 to 64 bytes without '/', ',' or spaces",
+                ));
             }
             let sentinels = nodes(hosts).map_err(|why| bad(&why))?;
             return Ok(Topology::Sentinel {
@@ -151,13 +153,22 @@ fn nodes(list: &str) -> Result<Vec<String>, String> {
         .map(str::to_owned)
         .collect();
     if nodes.is_empty() || nodes.len() > MAX_NODES {
-        return Err(format!("list 1 to {MAX_NODES} host:port nodes, got {}", nodes.len()));
+        return Err(format!(
+            "list 1 to {MAX_NODES} host:port nodes, got {}",
+            nodes.len()
+        ));
     }
     for node in &nodes {
-        let port = node.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        let port = node
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
         match port {
             Some((host, Ok(port))) if !host.is_empty() && port > 0 => {}
-            _ => return Err(format!("{node:?} is not host:port with a port of 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "{node:?} is not host:port with a port of 1 to 65535"
+                ));
+            }
         }
     }
     Ok(nodes)
@@ -214,7 +225,10 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
-        let many = (1..=65).map(|p| format!("h:{p}")).collect::<Vec<_>>().join(",");
+        let many = (1..=65)
+            .map(|p| format!("h:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(Topology::parse(&format!("redis+cluster://{many}")).is_err());
     }
 }

@@ -53,7 +53,11 @@ async fn script_cache_loads_once<C: Connection>(conn: C, topo: Topo) {
     }
     let total = command(&conn, "GET", &[&key], &[]).await.expect("GET");
     assert_eq!(total.as_int(), Some(CALLERS as i64));
-    assert_eq!(script.loads(), 1, "{CALLERS} callers hit NOSCRIPT: one SCRIPT LOAD");
+    assert_eq!(
+        script.loads(),
+        1,
+        "{CALLERS} callers hit NOSCRIPT: one SCRIPT LOAD"
+    );
 
     flush_scripts(topo).await;
     let again = (0..CALLERS).map(|_| {
@@ -78,7 +82,11 @@ async fn script_cache_library_loads_once<C: Connection>(conn: C, topo: Topo) {
     for result in join_all(calls).await {
         result.expect("task").expect("fcall");
     }
-    assert_eq!(library.loads(), 1, "{CALLERS} callers found no library: one FUNCTION LOAD");
+    assert_eq!(
+        library.loads(),
+        1,
+        "{CALLERS} callers found no library: one FUNCTION LOAD"
+    );
     let total = command(&conn, "GET", &[&key], &[]).await.expect("GET");
     assert_eq!(total.as_int(), Some(CALLERS as i64));
     // Unknown function names are a configuration error, sent nowhere.
@@ -105,8 +113,13 @@ async fn errors_are_classified<C: Connection>(conn: C, topo: Topo) {
     let raised = unique_script("return redis.error_reply('boom')")
         .run(&conn, &[&key], &[])
         .await;
-    assert!(matches!(raised, Err(Error::Server { .. } | Error::Script { .. })), "{raised:?}");
-    let broken = unique_script("return nosuchglobal.x").run(&conn, &[&key], &[]).await;
+    assert!(
+        matches!(raised, Err(Error::Server { .. } | Error::Script { .. })),
+        "{raised:?}"
+    );
+    let broken = unique_script("return nosuchglobal.x")
+        .run(&conn, &[&key], &[])
+        .await;
     assert!(matches!(broken, Err(Error::Script { .. })), "{broken:?}");
     let raw = send(
         &conn,
@@ -120,7 +133,9 @@ async fn errors_are_classified<C: Connection>(conn: C, topo: Topo) {
     assert!(matches!(raw, Err(Error::NoScript { .. })), "{raw:?}");
     // Two keys in different slots: a configuration error on a cluster only.
     let (a, b) = (format!("{{a-{}}}", uuid()), format!("{{b-{}}}", uuid()));
-    let cross = unique_script("return #KEYS").run(&conn, &[&a, &b], &[]).await;
+    let cross = unique_script("return #KEYS")
+        .run(&conn, &[&a, &b], &[])
+        .await;
     match topo {
         Topo::Cluster => assert!(matches!(cross, Err(Error::CrossSlot { .. })), "{cross:?}"),
         _ => assert_eq!(cross.expect("two keys on one node"), Value::Int(2)),
@@ -131,7 +146,8 @@ async fn errors_are_classified<C: Connection>(conn: C, topo: Topo) {
 /// Keys of many slots (so, on a cluster, of every primary) all answer.
 async fn routes_by_key<C: Connection>(conn: C, _topo: Topo) {
     let run = uuid();
-    let script = unique_script("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])");
+    let script =
+        unique_script("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])");
     for i in 0..64 {
         let key = format!("{{route-{run}-{i}}}");
         let got = script

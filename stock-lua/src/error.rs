@@ -20,7 +20,10 @@ pub enum Error {
         /// The SKU without a stock key.
         sku: String,
     },
-    /// The Redis client failed (connection lost, timeout, server error).
+    /// The Redis call failed (connection lost, timeout, failover in
+    /// progress, server error); `source` says which, and whether it
+    /// [may have run](seckill_redis::Error::may_have_run) and
+    /// [is worth retrying](seckill_redis::Error::is_retryable).
     ///
     /// When this comes from [`StockStore::deduct`](crate::StockStore::deduct)
     /// or [`StockStore::refund`](crate::StockStore::refund) the script may or
@@ -30,9 +33,9 @@ pub enum Error {
         "Redis call failed: {source}; if this was a deduct or refund, retry it with the same request id"
     )]
     Redis {
-        /// The client's error.
+        /// The Redis layer's error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: seckill_redis::Error,
     },
     /// The request id was decided before for a *different* request (another
     /// user, other SKUs or other quantities): a request id was reused, which
@@ -128,4 +131,10 @@ pub enum InvalidInput {
         /// The TTL given.
         ttl: Duration,
     },
+}
+
+impl From<seckill_redis::Error> for Error {
+    fn from(source: seckill_redis::Error) -> Self {
+        Error::Redis { source }
+    }
 }

@@ -91,7 +91,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod connection;
 mod deduction;
 mod error;
 mod keys;
@@ -101,16 +100,15 @@ mod reply;
 mod scripts;
 mod store;
 
-pub use connection::Connection;
-#[doc(hidden)]
-pub use connection::{Call, ClientError, ScriptBy};
 pub use deduction::{Deduction, MAX_ID_LEN, MAX_ITEMS, MAX_QUANTITY, MAX_STOCK};
 pub use error::{Error, InvalidInput};
 pub use log::{LogEntry, LogKind};
 pub use outcome::{Decision, Outcome, Refund, RequestRecord};
-#[doc(hidden)]
-pub use reply::Reply;
 pub use scripts::ScriptMode;
+/// The Redis layer this crate runs on: its [`Connection`] trait is the
+/// bound of [`StockStore`], its `Error` the source of [`Error::Redis`].
+pub use seckill_redis;
+pub use seckill_redis::Connection;
 pub use store::{
     DEFAULT_DEDUP_TTL, MAX_DEDUP_TTL, MAX_LOG_PAGE, MAX_RESTORE_CHUNK, RestoredGrant, StockStore,
 };

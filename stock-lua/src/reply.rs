@@ -1,32 +1,28 @@
-//! Replies from Redis, as both client adapters hand them over, and their parsing.
+//! The scripts' replies, parsed.
 
 use crate::error::Error;
 use crate::log::{LogEntry, LogKind};
 use crate::outcome::{Decision, Outcome, Refund, RequestRecord};
 
-/// A Redis reply, reduced to what this crate reads. Each client adapter
-/// converts its own reply type into this one, so parsing is shared.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Reply {
-    /// No value.
-    Nil,
-    /// An integer.
-    Int(i64),
-    /// A string (bulk, simple or verbatim).
-    Data(Vec<u8>),
-    /// An array, a set, or a map flattened to key, value, key, value.
-    Array(Vec<Reply>),
-    /// Something else (a double, a boolean, ...).
-    Other(String),
+/// Replies arrive as [`seckill_redis::Value`] whichever client runs
+/// underneath, so parsing is shared.
+pub(crate) use seckill_redis::Value as Reply;
+
+/// Reading one reply as the shape a script promises.
+pub(crate) trait Parse: Sized {
+    fn unexpected(&self, what: &str) -> Error;
+    fn into_int(self) -> Result<i64, Error>;
+    fn into_opt_int(self) -> Result<Option<i64>, Error>;
+    fn into_string(self) -> Result<String, Error>;
+    fn into_array(self) -> Result<Vec<Reply>, Error>;
 }
 
-impl Reply {
+impl Parse for Reply {
     fn unexpected(&self, what: &str) -> Error {
         Error::UnexpectedReply(format!("expected {what}, got {self:?}"))
     }
 
-    pub(crate) fn into_int(self) -> Result<i64, Error> {
+    fn into_int(self) -> Result<i64, Error> {
         match self {
             Reply::Int(n) => Ok(n),
             Reply::Data(ref d) => std::str::from_utf8(d)
@@ -37,14 +33,14 @@ impl Reply {
         }
     }
 
-    pub(crate) fn into_opt_int(self) -> Result<Option<i64>, Error> {
+    fn into_opt_int(self) -> Result<Option<i64>, Error> {
         match self {
             Reply::Nil => Ok(None),
             other => other.into_int().map(Some),
         }
     }
 
-    pub(crate) fn into_string(self) -> Result<String, Error> {
+    fn into_string(self) -> Result<String, Error> {
         match self {
             Reply::Data(d) => String::from_utf8(d)
                 .map_err(|e| Error::UnexpectedReply(format!("a reply is not UTF-8: {e}"))),
@@ -53,7 +49,7 @@ impl Reply {
         }
     }
 
-    pub(crate) fn into_array(self) -> Result<Vec<Reply>, Error> {
+    fn into_array(self) -> Result<Vec<Reply>, Error> {
         match self {
             Reply::Array(items) => Ok(items),
             Reply::Nil => Ok(Vec::new()),

@@ -1,6 +1,8 @@
-//! The Lua scripts, their SHA1 digests, and the Redis Functions library built from them.
+//! The Lua scripts, and the Redis Functions library built from them.
 
 use std::sync::LazyLock;
+
+use seckill_redis::{Library, Script};
 
 /// How scripts are run, chosen at construction with
 /// [`StockStore::with_script_mode`](crate::StockStore::with_script_mode).
@@ -20,14 +22,7 @@ pub enum ScriptMode {
     Functions,
 }
 
-/// One script: its source, digest and function name.
-pub(crate) struct Script {
-    pub(crate) code: &'static str,
-    pub(crate) sha: String,
-    pub(crate) function: String,
-}
-
-/// The scripts, each run as one atomic call.
+/// The scripts, each run as one atomic call, and the library holding them all.
 pub(crate) struct Scripts {
     pub(crate) deduct: Script,
     pub(crate) refund: Script,
@@ -35,42 +30,36 @@ pub(crate) struct Scripts {
     pub(crate) add_stock: Script,
     pub(crate) restore: Script,
     pub(crate) trim_log: Script,
-    /// The `FUNCTION LOAD` source registering all six as functions.
-    pub(crate) library: String,
+    /// All six as Redis Functions (`FCALL`), named by the scripts' field names.
+    pub(crate) library: Option<Library>,
 }
 
-const SOURCES: [(&str, &str); 6] = [
-    ("deduct", include_str!("lua/deduct.lua")),
-    ("refund", include_str!("lua/refund.lua")),
-    ("set_stock", include_str!("lua/set_stock.lua")),
-    ("add_stock", include_str!("lua/add_stock.lua")),
-    ("restore", include_str!("lua/restore.lua")),
-    ("trim_log", include_str!("lua/trim_log.lua")),
-];
-
-/// Built once per process.
+/// Built once per process: the load state of each script (one `SCRIPT
+/// LOAD` per `NOSCRIPT` burst) and of the library is shared by every store.
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(build);
 
 fn build() -> Scripts {
-    // Function names are global in Redis: the library name carries a digest
-    // of its code, so two versions of this crate sharing a server never
-    // replace each other's functions.
-    let digest = sha1_smol::Sha1::from(SOURCES.map(|(_, code)| code).concat())
-        .digest()
-        .to_string();
-    let library_name = format!("seckill_stock_{}", digest.get(..12).unwrap_or(&digest));
-    let mut library = format!("#!lua name={library_name}\n");
-    let [deduct, refund, set_stock, add_stock, restore, trim_log] = SOURCES.map(|(name, code)| {
-        let function = format!("{library_name}_{name}");
-        library.push_str(&format!(
-            "redis.register_function('{function}', function(KEYS, ARGV)\n{code}\nend)\n"
-        ));
-        Script {
-            code,
-            sha: sha1_smol::Sha1::from(code).digest().to_string(),
-            function,
-        }
-    });
+    let script = |code: &'static str| Script::new(code);
+    let deduct = script(include_str!("lua/deduct.lua"));
+    let refund = script(include_str!("lua/refund.lua"));
+    let set_stock = script(include_str!("lua/set_stock.lua"));
+    let add_stock = script(include_str!("lua/add_stock.lua"));
+    let restore = script(include_str!("lua/restore.lua"));
+    let trim_log = script(include_str!("lua/trim_log.lua"));
+    // The names are fixed and valid, so this cannot fail; were it to, the
+    // store would run every script by EVALSHA instead.
+    let library = Library::new(
+        "seckill_stock",
+        &[
+            ("deduct", &deduct),
+            ("refund", &refund),
+            ("set_stock", &set_stock),
+            ("add_stock", &add_stock),
+            ("restore", &restore),
+            ("trim_log", &trim_log),
+        ],
+    )
+    .ok();
     Scripts {
         deduct,
         refund,
@@ -87,20 +76,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_and_library_are_consistent() {
+    fn the_library_holds_every_script() {
         let s = &*SCRIPTS;
-        assert_eq!(s.deduct.sha.len(), 40);
-        assert_ne!(s.deduct.sha, s.refund.sha);
-        assert!(s.library.starts_with("#!lua name=seckill_stock_"));
-        for script in [
-            &s.deduct,
-            &s.refund,
-            &s.set_stock,
-            &s.add_stock,
-            &s.restore,
-            &s.trim_log,
+        assert_ne!(s.deduct.sha(), s.refund.sha());
+        let library = s.library.as_ref().unwrap();
+        assert!(library.name().starts_with("seckill_stock_"));
+        for name in [
+            "deduct",
+            "refund",
+            "set_stock",
+            "add_stock",
+            "restore",
+            "trim_log",
         ] {
-            assert!(s.library.contains(&format!("'{}'", script.function)));
+            assert!(library.function(name).is_some(), "{name}");
         }
     }
 }

@@ -2,17 +2,17 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::connection::{Call, Connection, Missing, ScriptBy};
+use seckill_redis::{Arg, Connection, Script};
+
 use crate::deduction::{Deduction, MAX_ITEMS, MAX_STOCK, check_amount, check_id, fingerprint};
 use crate::error::{Error, InvalidInput};
 use crate::keys::Keys;
 use crate::log::LogEntry;
 use crate::outcome::{Decision, Refund, RequestRecord};
-use crate::reply::{self, RefundReply, Reply};
-use crate::scripts::{SCRIPTS, Script, ScriptMode};
+use crate::reply::{self, Parse, RefundReply, Reply};
+use crate::scripts::{SCRIPTS, ScriptMode};
 
 /// How long a request record is kept by default: 24 hours (valid: 1 ms to
 /// 10 years, see [`StockStore::with_dedup_ttl`]).
@@ -72,8 +72,6 @@ struct Settings {
     namespace: String,
     dedup_ttl_ms: String,
     mode: ScriptMode,
-    /// Set while one clone of this store loads the function library.
-    loading: Arc<AtomicBool>,
 }
 
 impl<C> fmt::Debug for StockStore<C> {
@@ -104,7 +102,6 @@ impl<C: Connection> StockStore<C> {
             namespace: namespace.to_owned(),
             dedup_ttl_ms: ttl_ms(DEFAULT_DEDUP_TTL),
             mode: ScriptMode::default(),
-            loading: Arc::new(AtomicBool::new(false)),
         };
         Ok(Self {
             conn,
@@ -140,6 +137,27 @@ impl<C: Connection> StockStore<C> {
         &self.settings.namespace
     }
 
+    /// How many times this process loaded this crate's scripts (`SCRIPT
+    /// LOAD`) and function library (`FUNCTION LOAD`) into Redis since it
+    /// started, over every store: one per time the server was found
+    /// without them (a restart, a failover, a flush), however many callers
+    /// found that at the same moment.
+    pub fn script_loads(&self) -> u64 {
+        let s = &*SCRIPTS;
+        [
+            &s.deduct,
+            &s.refund,
+            &s.set_stock,
+            &s.add_stock,
+            &s.restore,
+            &s.trim_log,
+        ]
+        .iter()
+        .map(|script| script.loads())
+        .sum::<u64>()
+            + s.library.as_ref().map_or(0, |library| library.loads())
+    }
+
     /// The connection handle.
     pub fn connection(&self) -> &C {
         &self.conn
@@ -165,7 +183,7 @@ impl<C: Connection> StockStore<C> {
         check_amount(|| format!("stock of SKU {sku:?}"), units, 0, MAX_STOCK)?;
         let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned()];
-        self.run(&SCRIPTS.set_stock, &keys, &args).await?;
+        self.run(Lua::SetStock, &keys, &args).await?;
         Ok(())
     }
 
@@ -195,7 +213,7 @@ impl<C: Connection> StockStore<C> {
         )?;
         let keys = [self.settings.keys.stock(sku), self.settings.keys.sold_out()];
         let args = [units.to_string(), sku.to_owned(), MAX_STOCK.to_string()];
-        let (added, stock) = reply::added(self.run(&SCRIPTS.add_stock, &keys, &args).await?)?;
+        let (added, stock) = reply::added(self.run(Lua::AddStock, &keys, &args).await?)?;
         if !added {
             return Err(InvalidInput::OutOfRange {
                 field: format!("stock of SKU {sku:?} after adding {units}"),
@@ -310,7 +328,7 @@ impl<C: Connection> StockStore<C> {
                     std::iter::once((sku, grant.quantity)),
                 ));
             }
-            let n = self.run(&SCRIPTS.restore, &keys, &args).await?.into_int()?;
+            let n = self.run(Lua::Restore, &keys, &args).await?.into_int()?;
             written += u64::try_from(n).unwrap_or(0);
         }
         Ok(written)
@@ -421,7 +439,7 @@ impl<C: Connection> StockStore<C> {
         ));
         args.extend(skus.map(str::to_owned));
         args.extend(deduction.items.iter().map(|(_, qty)| qty.to_string()));
-        let answer = self.run(&SCRIPTS.deduct, &keys, &args).await?;
+        let answer = self.run(Lua::Deduct, &keys, &args).await?;
         reply::decision(answer, &deduction.request_id)
     }
 
@@ -473,7 +491,7 @@ impl<C: Connection> StockStore<C> {
             args.push(items.len().to_string());
             args.extend(items.iter().map(|(sku, _)| sku.clone()));
             args.extend(items.iter().map(|(_, qty)| qty.to_string()));
-            let answer = self.run(&SCRIPTS.refund, &keys, &args).await?;
+            let answer = self.run(Lua::Refund, &keys, &args).await?;
             if let RefundReply::Done(refund) = reply::refund(answer, items)? {
                 return Ok(refund);
             }
@@ -577,7 +595,7 @@ impl<C: Connection> StockStore<C> {
         let args = [before.to_owned(), TRIM_BATCH.to_string()];
         let mut dropped = 0;
         loop {
-            let answer = self.run(&SCRIPTS.trim_log, &keys, &args).await?;
+            let answer = self.run(Lua::TrimLog, &keys, &args).await?;
             let (n, more) = reply::trimmed(answer)?;
             dropped += n;
             // `more` with nothing dropped cannot happen; stop rather than spin.
@@ -588,51 +606,53 @@ impl<C: Connection> StockStore<C> {
     }
 
     async fn keyed(&self, cmd: &'static str, key: &str, args: &[String]) -> Result<Reply, Error> {
-        Ok(self.conn.call(Call::Keyed { cmd, key, args }).await?)
+        let args: Vec<Arg<'_>> = args.iter().map(Arg::from).collect();
+        Ok(seckill_redis::command(&self.conn, cmd, &[key], &args).await?)
     }
 
-    /// Runs `script` by digest or as a function, and copes with a server
-    /// that lacks it (a restart or failover emptied the script cache,
-    /// `SCRIPT FLUSH`, a deleted function library): that call is answered by
-    /// `EVAL` of the script text, which needs nothing loaded and caches the
-    /// script again. In [`ScriptMode::Functions`] one caller at a time also
-    /// loads the library again, so thousands of callers hitting a missing
-    /// library cause one `FUNCTION LOAD`, not thousands.
-    async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Reply, Error> {
-        let (by, missing) = match self.settings.mode {
-            ScriptMode::EvalSha => (ScriptBy::Sha(&script.sha), Missing::Script),
-            ScriptMode::Functions => (ScriptBy::Function(&script.function), Missing::Function),
-        };
-        let call = Call::Script { by, keys, args };
-        match self.conn.call(call).await {
-            Err(e) if e.missing == missing => {
-                if missing == Missing::Function
-                    && let Some(_loading) = LoadGuard::try_new(&self.settings.loading)
-                {
-                    let code = &SCRIPTS.library;
-                    self.conn.call(Call::FunctionLoad { code }).await?;
-                }
-                let by = ScriptBy::Code(script.code);
-                Ok(self.conn.call(Call::Script { by, keys, args }).await?)
+    /// Runs one script by `EVALSHA` or, in [`ScriptMode::Functions`], as a
+    /// function of the library. The Redis layer copes with a server that
+    /// lacks it (a restart or failover emptied the script cache, `SCRIPT
+    /// FLUSH`, a deleted library): one caller loads it again for everyone
+    /// who found it missing at the same moment, so thousands of callers
+    /// cost one `SCRIPT LOAD` or `FUNCTION LOAD`, not thousands.
+    async fn run(&self, lua: Lua, keys: &[String], args: &[String]) -> Result<Reply, Error> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let args: Vec<Arg<'_>> = args.iter().map(Arg::from).collect();
+        let (name, script) = lua.script();
+        let reply = match (self.settings.mode, &SCRIPTS.library) {
+            (ScriptMode::Functions, Some(library)) => {
+                library.call(&self.conn, name, &keys, &args).await
             }
-            other => Ok(other?),
+            _ => script.run(&self.conn, &keys, &args).await,
+        };
+        Ok(reply?)
+    }
+}
+
+/// Which script a call runs.
+#[derive(Debug, Clone, Copy)]
+enum Lua {
+    Deduct,
+    Refund,
+    SetStock,
+    AddStock,
+    Restore,
+    TrimLog,
+}
+
+impl Lua {
+    /// Its function name in the library, and the script.
+    fn script(self) -> (&'static str, &'static Script) {
+        let s = &*SCRIPTS;
+        match self {
+            Lua::Deduct => ("deduct", &s.deduct),
+            Lua::Refund => ("refund", &s.refund),
+            Lua::SetStock => ("set_stock", &s.set_stock),
+            Lua::AddStock => ("add_stock", &s.add_stock),
+            Lua::Restore => ("restore", &s.restore),
+            Lua::TrimLog => ("trim_log", &s.trim_log),
         }
-    }
-}
-
-/// Marks a library load in progress; clears the mark when dropped, even
-/// when the future doing the load is cancelled.
-struct LoadGuard<'a>(&'a AtomicBool);
-
-impl<'a> LoadGuard<'a> {
-    fn try_new(flag: &'a AtomicBool) -> Option<Self> {
-        (!flag.swap(true, Ordering::AcqRel)).then_some(Self(flag))
-    }
-}
-
-impl Drop for LoadGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 

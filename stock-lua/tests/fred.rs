@@ -1,4 +1,6 @@
-//! The behaviour suite through the fred adapter (feature `fred`).
+//! The behaviour suite through fred (feature `fred`) on a single node, the
+//! Cluster and the Sentinel group, with clients built by the layer's
+//! `seckill_redis::fred::connect`.
 #![cfg(feature = "fred")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -6,20 +8,27 @@ mod suite;
 mod support;
 
 use fred::clients::Client;
-use fred::interfaces::ClientLike;
-use fred::types::config::Config;
+use suite::Topo;
 
 impl suite::Client for Client {
-    async fn connect() -> Self {
-        let config =
-            Config::from_url(&suite::redis_url()).unwrap_or_else(|e| suite::unreachable(e));
-        let client = Client::new(config, None, None, None);
-        client
-            .init()
+    async fn connect(topo: Topo) -> Self {
+        seckill_redis::fred::connect(&topo.url())
             .await
-            .unwrap_or_else(|e| suite::unreachable(e));
-        client
+            .unwrap_or_else(|e| suite::unreachable(topo, e))
     }
 }
 
-suite_tests!(Client);
+mod single {
+    use super::*;
+    suite_tests!(Client, Topo::Single);
+}
+
+mod cluster {
+    use super::*;
+    suite_tests!(Client, Topo::Cluster);
+}
+
+mod sentinel {
+    use super::*;
+    suite_tests!(Client, Topo::Sentinel);
+}

@@ -1,6 +1,12 @@
 //! Test support: the three topologies the test script starts, both clients,
 //! and direct access to every data node (to flush script caches).
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use seckill_redis::redis_rs::AnyConnection;
 

@@ -9,7 +9,7 @@ use seckill_stock_lua::{
     Error, InvalidInput, LogKind, MAX_LOG_PAGE, Outcome, Refund, RestoredGrant,
 };
 
-use super::{Client, admin, cleanup, deduct_all, namespace, order, store, stores};
+use super::{Client, Topo, admin, cleanup, deduct_all, namespace, order, store, stores};
 
 fn is_conflict(
     result: &Result<seckill_stock_lua::Decision, Error>,
@@ -24,9 +24,9 @@ fn is_conflict(
 /// changes nothing. The fingerprint survives a refund and a restore; a
 /// tombstone and a record without fingerprint (written before this
 /// version) replay whatever the payload.
-pub async fn same_id_other_request_conflicts<C: Client>() {
+pub async fn same_id_other_request_conflicts<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns).await;
+    let store = store::<C>(topo, &ns).await;
     store.set_stock("a", 10).await.unwrap();
     store.set_stock("b", 10).await.unwrap();
     let first = order("r1", "alice", &[("a", 2), ("b", 1)], Some(5));
@@ -98,7 +98,7 @@ pub async fn same_id_other_request_conflicts<C: Client>() {
     }
 
     // A record written before fingerprints existed replays, unchecked.
-    let mut admin = admin().await;
+    let mut admin = admin(topo).await;
     let legacy = format!("seckill:{{{ns}}}:req:legacy");
     let _: () = redis::cmd("HSET")
         .arg(&legacy)
@@ -137,16 +137,16 @@ pub async fn same_id_other_request_conflicts<C: Client>() {
         .await;
     assert!(is_conflict(&got, "restored", &Outcome::Deducted), "{got:?}");
     assert_eq!(store.stock("a").await.unwrap(), 10);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// 2,000 concurrent calls with one request id, half with payload A and half
 /// with payload B: exactly one deduction; every call with the winner's
 /// payload gets `Deducted` (all but one replayed), every other call
 /// `RequestConflict` carrying `Deducted`.
-pub async fn same_id_two_payloads_concurrently<C: Client>() {
+pub async fn same_id_two_payloads_concurrently<C: Client>(topo: Topo) {
     let ns = namespace();
-    let stores = stores::<C>(&ns, 8).await;
+    let stores = stores::<C>(topo, &ns, 8).await;
     stores[0].set_stock("a", 100).await.unwrap();
     stores[0].set_stock("b", 100).await.unwrap();
     let payload_a = order("shared", "u", &[("a", 3)], None);
@@ -213,15 +213,15 @@ pub async fn same_id_two_payloads_concurrently<C: Client>() {
         stores[0].bought("a", "u").await.unwrap(),
         if winner == 0 { 3 } else { 1 }
     );
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// A log page is 1 to `MAX_LOG_PAGE` entries (refused outside, before
 /// Redis); `trim_log` of a log longer than one trim batch drops exactly the
 /// entries before the bound, over several bounded script calls.
-pub async fn log_page_and_trim_are_bounded<C: Client>() {
+pub async fn log_page_and_trim_are_bounded<C: Client>(topo: Topo) {
     let ns = namespace();
-    let stores = stores::<C>(&ns, 4).await;
+    let stores = stores::<C>(topo, &ns, 4).await;
     let store = &stores[0];
     for count in [0, MAX_LOG_PAGE + 1, usize::MAX] {
         match store.deduction_log("a", None, count).await {
@@ -271,5 +271,5 @@ pub async fn log_page_and_trim_are_bounded<C: Client>() {
     let rest = store.deduction_log("a", None, MAX_LOG_PAGE).await.unwrap();
     assert_eq!(rest, log[2_345..]);
     assert_eq!(store.trim_log("a", &log[2_345].id).await.unwrap(), 0);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }

@@ -16,7 +16,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use redis::AsyncCommands;
 use seckill_stock_lua::{
@@ -24,36 +23,142 @@ use seckill_stock_lua::{
     StockStore,
 };
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+/// Which deployment a test runs on; the test script starts all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topo {
+    Single,
+    Cluster,
+    Sentinel,
 }
 
-pub fn unreachable(err: impl std::fmt::Display) -> ! {
+impl Topo {
+    /// The URL: `REDIS_URL`, `REDIS_CLUSTER_URL`, `REDIS_SENTINEL_URL`,
+    /// defaulting to what `scripts/redis-topologies.sh` starts.
+    pub fn url(self) -> String {
+        let (var, default) = match self {
+            Topo::Single => ("REDIS_URL", "redis://127.0.0.1:6379"),
+            Topo::Cluster => (
+                "REDIS_CLUSTER_URL",
+                "redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003,127.0.0.1:17004,127.0.0.1:17005,127.0.0.1:17006",
+            ),
+            Topo::Sentinel => (
+                "REDIS_SENTINEL_URL",
+                "redis+sentinel://127.0.0.1:17111,127.0.0.1:17112,127.0.0.1:17113/seckill",
+            ),
+        };
+        std::env::var(var).unwrap_or_else(|_| default.to_owned())
+    }
+
+    /// Property-test cases: the full count on a single node, a third on
+    /// the other topologies (the same code paths, more hops).
+    pub fn cases(self, single: u32) -> u32 {
+        match self {
+            Topo::Single => single,
+            _ => single.div_ceil(3),
+        }
+    }
+}
+
+pub fn unreachable(topo: Topo, err: impl std::fmt::Display) -> ! {
     panic!(
-        "Redis is not reachable at {} ({err}). Start it with `bash scripts/services.sh` \
-         or point REDIS_URL at a running Redis.",
-        redis_url()
+        "{topo:?} Redis is not reachable at {} ({err}). Start it with `bash scripts/services.sh` \
+         and `bash scripts/redis-topologies.sh` (scripts/test.sh runs both).",
+        topo.url()
     )
 }
 
 /// Thousands of requests queue on a few connections of a shared two-core
-/// machine: allow more than redis-rs's default 500 ms per response. (A
+/// machine: allow more than the layer's default 5 s per response. (A
 /// timeout is retried with the same request id anyway, see `deduct_all`.)
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client adapter under test: how to open one connection.
+/// A client adapter under test: how to open one connection to a topology.
 pub trait Client: Connection {
-    fn connect() -> impl Future<Output = Self> + Send;
+    fn connect(topo: Topo) -> impl Future<Output = Self> + Send;
 }
 
-/// A plain redis-rs connection for setup and inspection, whatever the client under test.
-pub async fn admin() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis_url()).unwrap_or_else(|e| unreachable(e));
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap_or_else(|e| unreachable(e))
+/// A plain redis-rs connection for setup and inspection, whatever the
+/// client under test: the server, the cluster (commands routed by key,
+/// `SCRIPT FLUSH` and `FUNCTION DELETE` to every primary), or the
+/// Sentinel group's primary of the moment.
+pub async fn admin(topo: Topo) -> Admin {
+    let url = topo.url();
+    match seckill_redis::Topology::parse(&url).unwrap_or_else(|e| unreachable(topo, e)) {
+        seckill_redis::Topology::Single { url } => {
+            let client = redis::Client::open(url).unwrap_or_else(|e| unreachable(topo, e));
+            let config =
+                redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+            Admin::Node(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .unwrap_or_else(|e| unreachable(topo, e)),
+            )
+        }
+        t @ seckill_redis::Topology::Cluster { .. } => Admin::Cluster(
+            redis::cluster::ClusterClient::builder(t.node_urls())
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .unwrap_or_else(|e| unreachable(topo, e))
+                .get_async_connection()
+                .await
+                .unwrap_or_else(|e| unreachable(topo, e)),
+        ),
+        seckill_redis::Topology::Sentinel {
+            sentinels, master, ..
+        } => {
+            let urls: Vec<String> = sentinels.iter().map(|s| format!("redis://{s}")).collect();
+            let mut client = redis::sentinel::SentinelClient::build(
+                urls,
+                master,
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )
+            .unwrap_or_else(|e| unreachable(topo, e));
+            Admin::Node(
+                client
+                    .get_async_connection()
+                    .await
+                    .unwrap_or_else(|e| unreachable(topo, e)),
+            )
+        }
+        _ => unreachable(topo, "unknown topology"),
+    }
+}
+
+/// See [`admin`].
+#[derive(Clone)]
+pub enum Admin {
+    Node(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Admin {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Admin::Node(c) => c.req_packed_command(cmd),
+            Admin::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Admin::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Admin::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 /// A fresh namespace per test: all engineers share one Redis server.
@@ -62,29 +167,29 @@ pub fn namespace() -> String {
 }
 
 /// Deletes the keys of a test namespace.
-pub async fn cleanup(ns: &str) {
-    let mut admin = admin().await;
-    let keys: Vec<_> = admin
-        .scan_match::<_, String>(format!("seckill:{{{ns}}}:*"))
+pub async fn cleanup(topo: Topo, ns: &str) {
+    let mut admin = admin(topo).await;
+    // KEYS reaches every primary of a cluster; a namespace is one slot, so
+    // its keys can go in one DEL.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("seckill:{{{ns}}}:*"))
+        .query_async(&mut admin)
         .await
-        .unwrap()
-        .collect()
-        .await;
-    let keys: Vec<String> = keys.into_iter().filter_map(|k| k.ok()).collect();
+        .unwrap();
     if !keys.is_empty() {
         let _: () = admin.del(keys).await.unwrap();
     }
 }
 
-pub async fn store<C: Client>(ns: &str) -> StockStore<C> {
-    StockStore::new(C::connect().await, ns).unwrap()
+pub async fn store<C: Client>(topo: Topo, ns: &str) -> StockStore<C> {
+    StockStore::new(C::connect(topo).await, ns).unwrap()
 }
 
 /// `connections` stores over separate connections, same namespace.
-pub async fn stores<C: Client>(ns: &str, connections: usize) -> Vec<StockStore<C>> {
+pub async fn stores<C: Client>(topo: Topo, ns: &str, connections: usize) -> Vec<StockStore<C>> {
     let mut all = Vec::with_capacity(connections);
     for _ in 0..connections {
-        all.push(store::<C>(ns).await);
+        all.push(store::<C>(topo, ns).await);
     }
     all
 }
@@ -135,9 +240,9 @@ async fn deduct_all<C: Client>(
 
 /// Issue test 1: 10,000 concurrent single-unit buyers over 16 connections
 /// against stock 1,000 sell exactly 1,000 units, and the log holds exactly them.
-pub async fn no_oversell<C: Client>(mode: ScriptMode) {
+pub async fn no_oversell<C: Client>(topo: Topo, mode: ScriptMode) {
     let ns = namespace();
-    let stores: Vec<_> = stores::<C>(&ns, 16)
+    let stores: Vec<_> = stores::<C>(topo, &ns, 16)
         .await
         .into_iter()
         .map(|s| s.with_script_mode(mode))
@@ -186,14 +291,14 @@ pub async fn no_oversell<C: Client>(mode: ScriptMode) {
         }
     }
     assert_eq!(logged, deducted);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Issue test 2: one request id sent 50 times at once deducts once, and all
 /// 50 callers get the same outcome; 49 of them are told it is a replay.
-pub async fn same_request_id_deducts_once<C: Client>() {
+pub async fn same_request_id_deducts_once<C: Client>(topo: Topo) {
     let ns = namespace();
-    let stores = stores::<C>(&ns, 4).await;
+    let stores = stores::<C>(topo, &ns, 4).await;
     stores[0].set_stock("a", 10).await.unwrap();
     let orders = vec![order("same", "u", &[("a", 3)], None); 50];
     let decisions = deduct_all(&stores, orders).await;
@@ -213,14 +318,14 @@ pub async fn same_request_id_deducts_once<C: Client>() {
     assert_eq!(retry.outcome, first.outcome);
     assert!(retry.replayed);
     assert_eq!(stores[0].stock("b").await.unwrap(), 5);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Issue test 3: a multi-SKU request with one SKU short deducts nothing
 /// anywhere; under concurrency pairs sell exactly as many as the scarcer SKU.
-pub async fn multi_sku_all_or_nothing<C: Client>() {
+pub async fn multi_sku_all_or_nothing<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns).await;
+    let store = store::<C>(topo, &ns).await;
     for (sku, units) in [("a", 10), ("b", 1), ("c", 10)] {
         store.set_stock(sku, units).await.unwrap();
     }
@@ -253,7 +358,7 @@ pub async fn multi_sku_all_or_nothing<C: Client>() {
     assert!(!store.is_sold_out("a").await.unwrap());
 
     // Concurrency: 1,000 buyers of the pair (x, y); y is scarcer.
-    let stores = stores::<C>(&ns, 8).await;
+    let stores = stores::<C>(topo, &ns, 8).await;
     store.set_stock("x", 300).await.unwrap();
     store.set_stock("y", 120).await.unwrap();
     let orders = (0..1_000)
@@ -273,15 +378,15 @@ pub async fn multi_sku_all_or_nothing<C: Client>() {
     assert_eq!(store.stock("y").await.unwrap(), 0);
     assert_eq!(store.deduction_log_len("x").await.unwrap(), 120);
     assert_eq!(store.deduction_log_len("y").await.unwrap(), 120);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Issue test 4: a refund puts back exactly what was taken, once, even when
 /// 100 refunds of one request race; an unknown id is reported and cancels a
 /// late deduction with that id.
-pub async fn refund_exactly_once<C: Client>() {
+pub async fn refund_exactly_once<C: Client>(topo: Topo) {
     let ns = namespace();
-    let stores = stores::<C>(&ns, 4).await;
+    let stores = stores::<C>(topo, &ns, 4).await;
     let store = &stores[0];
     store.set_stock("a", 5).await.unwrap();
     store.set_stock("b", 2).await.unwrap();
@@ -359,13 +464,13 @@ pub async fn refund_exactly_once<C: Client>() {
     );
     assert_eq!(store.stock("a").await.unwrap(), 5);
     assert_eq!(store.deduction_log_len("a").await.unwrap(), 2);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Issue test 5: one user, 100 concurrent requests, limit 1 → one deduction.
-pub async fn per_user_limit_under_concurrency<C: Client>() {
+pub async fn per_user_limit_under_concurrency<C: Client>(topo: Topo) {
     let ns = namespace();
-    let stores = stores::<C>(&ns, 8).await;
+    let stores = stores::<C>(topo, &ns, 8).await;
     stores[0].set_stock("a", 1_000).await.unwrap();
     let orders = (0..100)
         .map(|i| order(&format!("r{i}"), "greedy", &[("a", 1)], Some(1)))
@@ -433,15 +538,15 @@ pub async fn per_user_limit_under_concurrency<C: Client>() {
     );
     assert_eq!(stores[0].stock("b").await.unwrap(), 10);
     assert_eq!(stores[0].bought("b", "pair").await.unwrap(), 0);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Issue test 6: `SCRIPT FLUSH` between calls (or a deleted function
 /// library) is invisible to callers.
-pub async fn survives_script_flush<C: Client>() {
+pub async fn script_cache_survives_flush<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns).await;
-    let mut admin = admin().await;
+    let store = store::<C>(topo, &ns).await;
+    let mut admin = admin(topo).await;
     store.set_stock("a", 100).await.unwrap();
     for i in 0..5 {
         let _: () = redis::cmd("SCRIPT")
@@ -485,7 +590,7 @@ pub async fn survives_script_flush<C: Client>() {
     let libraries: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
         .arg("LIBRARYNAME")
-        .arg("seckill_stock_")
+        .arg("seckill_stock_*")
         .query_async(&mut admin)
         .await
         .unwrap();
@@ -508,7 +613,65 @@ pub async fn survives_script_flush<C: Client>() {
             .is_deducted()
     );
     assert_eq!(store.stock("a").await.unwrap(), 103);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
+}
+
+/// Regression: in Functions mode, 2,000 callers that find the library
+/// missing together used to load it hundreds of times (one load per caller
+/// that did not see the "loading" flag in time). Now one loads it while the
+/// others wait.
+pub async fn script_cache_library_loads_once<C: Client>(topo: Topo) {
+    let ns = namespace();
+    let store = store::<C>(topo, &ns)
+        .await
+        .with_script_mode(ScriptMode::Functions);
+    store.set_stock("a", 2_000).await.unwrap();
+    delete_libraries(topo).await;
+    let before = store.script_loads();
+    let calls = (0..2_000).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .deduct(&order(
+                    &format!("r{i}"),
+                    &format!("u{i}"),
+                    &[("a", 1)],
+                    None,
+                ))
+                .await
+        })
+    });
+    for result in join_all(calls).await {
+        assert!(result.unwrap().unwrap().outcome.is_deducted());
+    }
+    assert_eq!(store.stock("a").await.unwrap(), 0);
+    assert_eq!(
+        store.script_loads() - before,
+        1,
+        "2,000 callers found the library missing: one FUNCTION LOAD"
+    );
+    cleanup(topo, &ns).await;
+}
+
+/// Deletes every library of this crate on every primary.
+async fn delete_libraries(topo: Topo) {
+    let mut admin = admin(topo).await;
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg("seckill_stock_*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    library_names(&libraries, &mut names);
+    for name in names {
+        let _: Result<(), _> = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg(&name)
+            .query_async(&mut admin)
+            .await;
+    }
 }
 
 /// Collects the values of `library_name` fields in a `FUNCTION LIST` reply.
@@ -535,9 +698,9 @@ fn library_names(value: &redis::Value, out: &mut Vec<String>) {
 }
 
 /// Bad input is refused before Redis is touched, each with its own error.
-pub async fn bad_input_is_refused<C: Client>() {
+pub async fn bad_input_is_refused<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns).await;
+    let store = store::<C>(topo, &ns).await;
     store.set_stock("a", 10).await.unwrap();
     type Check = fn(&InvalidInput) -> bool;
     let cases: Vec<(Deduction, Check)> = vec![
@@ -591,7 +754,7 @@ pub async fn bad_input_is_refused<C: Client>() {
         .unwrap_err();
     assert!(err.to_string().contains("merge"), "{err}");
     assert!(matches!(
-        StockStore::new(C::connect().await, "a{b}"),
+        StockStore::new(C::connect(topo).await, "a{b}"),
         Err(Error::Invalid(InvalidInput::Namespace { .. }))
     ));
     assert!(matches!(
@@ -620,13 +783,13 @@ pub async fn bad_input_is_refused<C: Client>() {
     store.set_stock("nope", 1).await.unwrap();
     let d = store.deduct(&unknown).await.unwrap();
     assert!(d.outcome.is_deducted() && !d.replayed);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Admin calls keep the stock and the sold-out mark in step; the dedup TTL is applied.
-pub async fn admin_and_ttl<C: Client>() {
+pub async fn admin_and_ttl<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns)
+    let store = store::<C>(topo, &ns)
         .await
         .with_dedup_ttl(Duration::from_secs(60))
         .unwrap();
@@ -672,13 +835,13 @@ pub async fn admin_and_ttl<C: Client>() {
     ));
     assert_eq!(store.stock("a").await.unwrap(), 7);
 
-    let mut admin = admin().await;
+    let mut admin = admin(topo).await;
     let ttl: i64 = admin
         .pttl(format!("seckill:{{{ns}}}:req:r2"))
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "ttl {ttl}");
-    let default = StockStore::new(C::connect().await, &ns).unwrap();
+    let default = StockStore::new(C::connect(topo).await, &ns).unwrap();
     assert!(
         default
             .deduct(&order("r3", "u", &[("a", 1)], None))
@@ -705,16 +868,16 @@ pub async fn admin_and_ttl<C: Client>() {
     );
     assert_eq!(store.trim_log("a", &log[1].id).await.unwrap(), 1);
     assert_eq!(store.deduction_log("a", None, 10).await.unwrap(), log[1..]);
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
 /// Redis lost a namespace (restarted empty): the grants written back from
 /// a durable record answer their retries as before, refunded ones
 /// included, buyers keep their units against the limit, and the SKU sells
 /// nothing until its stock is set again.
-pub async fn restore_after_data_loss<C: Client>() {
+pub async fn restore_after_data_loss<C: Client>(topo: Topo) {
     let ns = namespace();
-    let store = store::<C>(&ns).await;
+    let store = store::<C>(topo, &ns).await;
     store.set_stock("a", 3).await.unwrap();
     for (id, user) in [("r1", "u1"), ("r2", "u2"), ("r3", "u3")] {
         let d = store
@@ -724,7 +887,7 @@ pub async fn restore_after_data_loss<C: Client>() {
         assert!(d.outcome.is_deducted());
     }
     store.refund("r3").await.unwrap();
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
     assert!(!store.is_stocked("a").await.unwrap());
     assert!(matches!(
         store.deduct(&order("r4", "u4", &[("a", 1)], Some(1))).await,
@@ -785,76 +948,81 @@ pub async fn restore_after_data_loss<C: Client>() {
             .await,
         Err(Error::Invalid(InvalidInput::OutOfRange { value: 0, .. }))
     ));
-    cleanup(&ns).await;
+    cleanup(topo, &ns).await;
 }
 
-/// Generates one `#[tokio::test]` per suite function for client `$client`.
+/// Generates one `#[tokio::test]` per suite function for client `$client`
+/// on topology `$topo`.
 #[macro_export]
 macro_rules! suite_tests {
-    ($client:ty) => {
+    ($client:ty, $topo:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn same_id_other_request_conflicts() {
-            suite::same_id_other_request_conflicts::<$client>().await;
+            suite::same_id_other_request_conflicts::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn same_id_two_payloads_concurrently() {
-            suite::same_id_two_payloads_concurrently::<$client>().await;
+            suite::same_id_two_payloads_concurrently::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn log_page_and_trim_are_bounded() {
-            suite::log_page_and_trim_are_bounded::<$client>().await;
+            suite::log_page_and_trim_are_bounded::<$client>($topo).await;
         }
         #[test]
         fn prop_sequences_match_the_model() {
-            suite::props::sequences_match_the_model::<$client>();
+            suite::props::sequences_match_the_model::<$client>($topo);
         }
         #[test]
         fn prop_concurrent_conservation() {
-            suite::props::concurrent_conservation::<$client>();
+            suite::props::concurrent_conservation::<$client>($topo);
         }
         #[test]
         fn prop_invalid_input_rejected() {
-            suite::props::invalid_input_rejected::<$client>();
+            suite::props::invalid_input_rejected::<$client>($topo);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn restore_after_data_loss() {
-            suite::restore_after_data_loss::<$client>().await;
+            suite::restore_after_data_loss::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn no_oversell_evalsha() {
-            suite::no_oversell::<$client>(seckill_stock_lua::ScriptMode::EvalSha).await;
+            suite::no_oversell::<$client>($topo, seckill_stock_lua::ScriptMode::EvalSha).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn no_oversell_functions() {
-            suite::no_oversell::<$client>(seckill_stock_lua::ScriptMode::Functions).await;
+            suite::no_oversell::<$client>($topo, seckill_stock_lua::ScriptMode::Functions).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn same_request_id_deducts_once() {
-            suite::same_request_id_deducts_once::<$client>().await;
+            suite::same_request_id_deducts_once::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn multi_sku_all_or_nothing() {
-            suite::multi_sku_all_or_nothing::<$client>().await;
+            suite::multi_sku_all_or_nothing::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn refund_exactly_once() {
-            suite::refund_exactly_once::<$client>().await;
+            suite::refund_exactly_once::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn per_user_limit_under_concurrency() {
-            suite::per_user_limit_under_concurrency::<$client>().await;
+            suite::per_user_limit_under_concurrency::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn survives_script_flush() {
-            suite::survives_script_flush::<$client>().await;
+        async fn script_cache_survives_flush() {
+            suite::script_cache_survives_flush::<$client>($topo).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn script_cache_library_loads_once() {
+            suite::script_cache_library_loads_once::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn bad_input_is_refused() {
-            suite::bad_input_is_refused::<$client>().await;
+            suite::bad_input_is_refused::<$client>($topo).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn admin_and_ttl() {
-            suite::admin_and_ttl::<$client>().await;
+            suite::admin_and_ttl::<$client>($topo).await;
         }
     };
 }

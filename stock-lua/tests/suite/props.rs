@@ -13,27 +13,27 @@ use seckill_stock_lua::{
     MAX_QUANTITY, MAX_STOCK, Outcome, Refund, StockStore,
 };
 
-use super::{Client, admin, namespace};
+use super::{Client, Topo, admin, namespace};
 use crate::support::proptest_config;
 
 const SKUS: [&str; 4] = ["s0", "s1", "s2", "s3"];
 const IDS: usize = 8;
 
 /// A multi-thread runtime and one connection of client `C` on it.
-fn runtime<C: Client>() -> (tokio::runtime::Runtime, C) {
+fn runtime<C: Client>(topo: Topo) -> (tokio::runtime::Runtime, C) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let conn = rt.block_on(C::connect());
+    let conn = rt.block_on(C::connect(topo));
     (rt, conn)
 }
 
 /// Deletes every key a property case can have written (no SCAN of the
 /// shared server per case).
-async fn delete_keys(ns: &str, ids: impl Iterator<Item = String>) {
-    let mut admin = admin().await;
+async fn delete_keys(topo: Topo, ns: &str, ids: impl Iterator<Item = String>) {
+    let mut admin = admin(topo).await;
     let p = format!("seckill:{{{ns}}}:");
     let mut keys = vec![format!("{p}soldout")];
     for sku in SKUS {
@@ -262,22 +262,22 @@ fn sorted_refund(r: Refund) -> Refund {
 /// repeated ids, hence replays and conflicts) and refunds: every answer,
 /// the stock, the per-user counts, the sold-out marks, the request records
 /// and the deduction log equal the model's; stock + net sold = initial.
-pub fn sequences_match_the_model<C: Client>() {
-    let (rt, conn) = runtime::<C>();
+pub fn sequences_match_the_model<C: Client>(topo: Topo) {
+    let (rt, conn) = runtime::<C>(topo);
     let strategy = (
         proptest::collection::vec(0..=12u64, SKUS.len()),
         proptest::collection::vec(op_strategy(), 1..=25),
     );
-    let mut runner = TestRunner::new(proptest_config(24));
+    let mut runner = TestRunner::new(proptest_config(topo.cases(24)));
     runner
         .run(&strategy, |(initial, ops)| {
-            rt.block_on(run_sequence(conn.clone(), initial, ops));
+            rt.block_on(run_sequence(topo, conn.clone(), initial, ops));
             Ok(())
         })
         .unwrap();
 }
 
-async fn run_sequence<C: Client>(conn: C, initial: Vec<u64>, ops: Vec<Op>) {
+async fn run_sequence<C: Client>(topo: Topo, conn: C, initial: Vec<u64>, ops: Vec<Op>) {
     let ns = namespace();
     let store = StockStore::new(conn, &ns).unwrap();
     let mut model = Model {
@@ -377,7 +377,7 @@ async fn run_sequence<C: Client>(conn: C, initial: Vec<u64>, ops: Vec<Op>) {
             (got, want) => panic!("record id{id}: {got:?} vs {want:?}"),
         }
     }
-    delete_keys(&ns, (0..IDS).map(|id| format!("id{id}"))).await;
+    delete_keys(topo, &ns, (0..IDS).map(|id| format!("id{id}"))).await;
 }
 
 /// Random stocks and a few hundred concurrent random multi-SKU buyers
@@ -386,25 +386,30 @@ async fn run_sequence<C: Client>(conn: C, initial: Vec<u64>, ops: Vec<Op>) {
 /// calls replay or conflict with its first outcome, the limit holds, the
 /// log matches the grants; then every grant refunded by two racing calls:
 /// exactly one `Refunded` each, stock back to the initial, counts 0.
-pub fn concurrent_conservation<C: Client>() {
-    let (rt, _conn) = runtime::<C>();
+pub fn concurrent_conservation<C: Client>(topo: Topo) {
+    let (rt, _conn) = runtime::<C>(topo);
     let strategy = (
         proptest::collection::vec(0..=60u64, 3),
         proptest::option::of(1..=4u64),
         proptest::collection::vec((0..150usize, 0..40usize, items_strategy(3, 3)), 100..=300),
     );
-    let mut runner = TestRunner::new(proptest_config(4));
+    let mut runner = TestRunner::new(proptest_config(topo.cases(4)));
     runner
         .run(&strategy, |(initial, limit, buyers)| {
-            rt.block_on(run_concurrent::<C>(initial, limit, buyers));
+            rt.block_on(run_concurrent::<C>(topo, initial, limit, buyers));
             Ok(())
         })
         .unwrap();
 }
 
-async fn run_concurrent<C: Client>(initial: Vec<u64>, limit: Option<u64>, buyers: Vec<Buyer>) {
+async fn run_concurrent<C: Client>(
+    topo: Topo,
+    initial: Vec<u64>,
+    limit: Option<u64>,
+    buyers: Vec<Buyer>,
+) {
     let ns = namespace();
-    let stores = super::stores::<C>(&ns, 4).await;
+    let stores = super::stores::<C>(topo, &ns, 4).await;
     let store = &stores[0];
     // Only SKUs s0..s2 get stock; s3 is never asked for.
     let buyers: Vec<_> = buyers
@@ -558,7 +563,7 @@ async fn run_concurrent<C: Client>(initial: Vec<u64>, limit: Option<u64>, buyers
             0
         );
     }
-    delete_keys(&ns, (0..150).map(|id| format!("id{id}"))).await;
+    delete_keys(topo, &ns, (0..150).map(|id| format!("id{id}"))).await;
 }
 
 /// A string of `len` bytes.
@@ -640,8 +645,8 @@ fn id_len() -> impl Strategy<Value = usize> {
 /// field and its range, before Redis is touched (nothing is ever written:
 /// the SKUs have no stock, so a request that reached Redis would answer
 /// `UnknownSku`); what is in range is accepted.
-pub fn invalid_input_rejected<C: Client>() {
-    let (rt, conn) = runtime::<C>();
+pub fn invalid_input_rejected<C: Client>(topo: Topo) {
+    let (rt, conn) = runtime::<C>(topo);
     let ns = namespace();
     let store = StockStore::new(conn, &ns).unwrap();
     let item = || (id_len(), amount(), 0..3usize);
@@ -667,7 +672,7 @@ pub fn invalid_input_rejected<C: Client>() {
             0..=10u64
         ],
     );
-    let mut runner = TestRunner::new(proptest_config(64));
+    let mut runner = TestRunner::new(proptest_config(topo.cases(64)));
     runner
         .run(
             &strategy,
@@ -765,7 +770,7 @@ pub fn invalid_input_rejected<C: Client>() {
         .unwrap();
     // Nothing at all was written in the namespace.
     rt.block_on(async {
-        let mut admin = admin().await;
+        let mut admin = admin(topo).await;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("seckill:{{{ns}}}:*"))
             .query_async(&mut admin)
