@@ -3,7 +3,11 @@
 //! `WATCH`/`MULTI`/`EXEC` deduction, and a bare `DECRBY` round trip, all on
 //! the same Redis in the same run with the same number of requests in flight.
 //!
-//! Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! `hot_sku_buckets`: one hot SKU on `ShardedStock` with 1 and 3 buckets on
+//! the local 3-primary Redis Cluster, beside the single node.
+//!
+//! Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`) and the
+//! local Cluster at `REDIS_CLUSTER_URL` (`bash scripts/redis-topologies.sh`).
 //! Run: `cargo bench --bench stock_lua -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -413,5 +417,116 @@ fn deduct_fred(c: &mut Criterion) {
     rt.block_on(cleanup(&mut admin, &ns));
 }
 
-criterion_group!(benches, deduct_redis_rs, deduct_fred);
+/// Requests in flight for the bucket comparison: enough to keep three
+/// primaries busy at once.
+const HOT_IN_FLIGHT: usize = 256;
+
+fn cluster_url() -> String {
+    std::env::var("REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003".to_owned()
+    })
+}
+
+/// One hot SKU, one deduction per request, `HOT_IN_FLIGHT` in flight:
+/// `ShardedStock` with 1 bucket and with 3 buckets on the 3-primary local
+/// cluster, and a plain store on the single node, chunk by chunk side by
+/// side (see [`interleaved`]); the ratios are printed at the end.
+fn hot_sku_buckets(c: &mut Criterion) {
+    use futures::future::BoxFuture;
+    use seckill::stock_lua::ShardedStock;
+    use seckill_redis::redis_rs::{AnyConnection, connect};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = namespace();
+    let make = |url: String, buckets: usize, ns: String| {
+        rt.block_on(async move {
+            let conn = connect(&url).await.unwrap_or_else(|e| {
+                panic!("Redis at {url}: {e}; start it with `bash scripts/redis-topologies.sh`")
+            });
+            let stock = ShardedStock::new(conn, &ns, buckets)
+                .unwrap()
+                .with_dedup_ttl(Duration::from_secs(60))
+                .unwrap();
+            stock.set_stock(SKU, 1 << 50).await.unwrap();
+            stock
+        })
+    };
+    let contenders: Vec<(&str, ShardedStock<AnyConnection>)> = vec![
+        ("single_node_1_bucket", make(redis_url(), 1, format!("{ns}-s"))),
+        ("cluster_1_bucket", make(cluster_url(), 1, format!("{ns}-c1"))),
+        ("cluster_3_buckets", make(cluster_url(), 3, format!("{ns}-c3"))),
+    ];
+    let one = |stock: &ShardedStock<AnyConnection>, tag: u64| -> BoxFuture<'static, ()> {
+        let stock = stock.clone();
+        Box::pin(async move {
+            let d = stock.deduct(&order(tag)).await.unwrap();
+            assert!(d.outcome.is_deducted());
+        })
+    };
+    let tallies: Arc<Vec<(AtomicU64, AtomicU64)>> = Arc::new(
+        (0..contenders.len())
+            .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+            .collect(),
+    );
+    let group_name = format!("hot_sku_buckets_{HOT_IN_FLIGHT}_in_flight");
+    let mut group = c.benchmark_group(&group_name);
+    group.throughput(Throughput::Elements(1));
+    for (measured, (name, _)) in contenders.iter().enumerate() {
+        group.bench_function(*name, |b| {
+            b.to_async(&rt).iter_custom(|n| {
+                let (contenders, tallies) = (contenders.clone(), tallies.clone());
+                async move {
+                    let mut took = Duration::ZERO;
+                    let mut left = n;
+                    while left > 0 {
+                        let chunk = left.min(CHUNK);
+                        // Every contender runs the same chunk in turn, so
+                        // a drifting machine load hits them alike.
+                        for (i, (_, stock)) in contenders.iter().enumerate() {
+                            let start = Instant::now();
+                            futures::stream::iter(0..chunk)
+                                .map(|_| one(stock, 10 + i as u64))
+                                .buffer_unordered(HOT_IN_FLIGHT)
+                                .for_each(|()| async {})
+                                .await;
+                            let elapsed = start.elapsed();
+                            tallies[i]
+                                .0
+                                .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+                            tallies[i].1.fetch_add(chunk, Ordering::Relaxed);
+                            if i == measured {
+                                took += elapsed;
+                            }
+                        }
+                        left -= chunk;
+                    }
+                    took
+                }
+            })
+        });
+    }
+    group.finish();
+    let rate = |i: usize| {
+        tallies[i].1.load(Ordering::Relaxed) as f64 * 1e9
+            / tallies[i].0.load(Ordering::Relaxed).max(1) as f64
+    };
+    println!(
+        "{group_name}: single node 1 bucket {:.0}/s, cluster 1 bucket {:.0}/s, cluster 3 buckets {:.0}/s; \
+         3 buckets / 1 bucket on the cluster {:.2}, 3 buckets on the cluster / single node {:.2}",
+        rate(0),
+        rate(1),
+        rate(2),
+        rate(2) / rate(1),
+        rate(2) / rate(0),
+    );
+    rt.block_on(async {
+        let mut admin = redis_conn().await;
+        cleanup(&mut admin, &format!("{ns}-s")).await;
+    });
+}
+
+criterion_group!(benches, deduct_redis_rs, deduct_fred, hot_sku_buckets);
 criterion_main!(benches);

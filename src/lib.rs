@@ -14,6 +14,7 @@
 //! | `batcher` (default) | [`seckill-batcher`](https://docs.rs/seckill-batcher) | size/time-triggered, key-sharded batching with backpressure and lossless shutdown |
 //! | `stock-lua` (default) | [`seckill-stock-lua`](https://docs.rs/seckill-stock-lua) | atomic multi-SKU stock deduction in one Redis Lua script, with dedup, per-user limits, refunds and a deduction log |
 //! | `ratelimit` (default) | [`seckill-ratelimit`](https://docs.rs/seckill-ratelimit) | token bucket, leaky bucket, sliding and fixed window limiters, keyed, in process and on Redis |
+//! | `redis` (default) | [`seckill-redis`](https://docs.rs/seckill-redis) | the Redis layer the Redis crates share: scripts by `EVALSHA` loaded once per `NOSCRIPT` burst, Functions, per-call timeouts, one error classification, redis-rs and fred on a single node, Cluster and Sentinel |
 //! | `overload` (default) | [`seckill-overload`](https://docs.rs/seckill-overload) | overload protection as tower layers: bulkhead, adaptive concurrency limit, circuit breaker, keyed rate limits answering 429 |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -41,3 +42,7 @@ pub use seckill_ratelimit as ratelimit;
 #[cfg(feature = "overload")]
 #[doc(inline)]
 pub use seckill_overload as overload;
+
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use seckill_redis as redis;

@@ -73,6 +73,16 @@ pub enum InvalidInput {
         /// The namespace given.
         namespace: String,
     },
+    /// A [`ShardedStock`](crate::ShardedStock) was asked for a bucket count
+    /// outside 1 to [`MAX_BUCKETS`](crate::MAX_BUCKETS).
+    #[error(
+        "buckets must be 1 to {max}, got {buckets}: about one per Redis Cluster primary is the point",
+        max = crate::MAX_BUCKETS
+    )]
+    Buckets {
+        /// The count given.
+        buckets: usize,
+    },
     /// The deduction lists no items.
     #[error(
         "items must list 1 to {max} (sku, quantity) pairs, got 0: give at least one",

@@ -7,6 +7,8 @@
 //! | `seckill:{ns}:log:<sku>` | stream | one entry per deduction and refund |
 //! | `seckill:{ns}:bought:<sku>` | hash | user id → units bought |
 //! | `seckill:{ns}:req:<request id>` | hash | the decided outcome, the items taken, the refund state |
+//! | `seckill:{ns}:quota:<sku>` | hash | user id → units reserved (sharded stock's per-user limit) |
+//! | `seckill:{ns}:qreq:<request id>` | hash | one request's quota reservation and its release state |
 //!
 //! The namespace contains no `{` or `}`, so the tag ends where the namespace
 //! ends and every key above lands in one Redis Cluster slot: a request for
@@ -67,6 +69,21 @@ impl Keys {
 
     pub(crate) fn request(&self, request_id: &str) -> String {
         self.key("req:", request_id)
+    }
+
+    pub(crate) fn quota(&self, sku: &str) -> String {
+        self.key("quota:", sku)
+    }
+
+    /// The quota scripts' keys: the reservation record, then each item's quota hash.
+    pub(crate) fn quota_keys<'a>(
+        &self,
+        request_id: &str,
+        skus: impl Iterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let mut keys = vec![self.key("qreq:", request_id)];
+        keys.extend(skus.map(|sku| self.quota(sku)));
+        keys
     }
 
     /// The script keys for `items`: request record, sold-out set, then the

@@ -98,6 +98,8 @@ mod log;
 mod outcome;
 mod reply;
 mod scripts;
+mod sharded;
+mod slot;
 mod store;
 
 pub use deduction::{Deduction, MAX_ID_LEN, MAX_ITEMS, MAX_QUANTITY, MAX_STOCK};
@@ -105,6 +107,7 @@ pub use error::{Error, InvalidInput};
 pub use log::{LogEntry, LogKind};
 pub use outcome::{Decision, Outcome, Refund, RequestRecord};
 pub use scripts::ScriptMode;
+pub use sharded::{MAX_BUCKETS, ShardedStock};
 /// The Redis layer this crate runs on: its [`Connection`] trait is the
 /// bound of [`StockStore`], its `Error` the source of [`Error::Redis`].
 pub use seckill_redis;

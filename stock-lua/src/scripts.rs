@@ -30,7 +30,9 @@ pub(crate) struct Scripts {
     pub(crate) add_stock: Script,
     pub(crate) restore: Script,
     pub(crate) trim_log: Script,
-    /// All six as Redis Functions (`FCALL`), named by the scripts' field names.
+    pub(crate) quota_reserve: Script,
+    pub(crate) quota_release: Script,
+    /// All eight as Redis Functions (`FCALL`), named by the scripts' field names.
     pub(crate) library: Option<Library>,
 }
 
@@ -46,6 +48,8 @@ fn build() -> Scripts {
     let add_stock = script(include_str!("lua/add_stock.lua"));
     let restore = script(include_str!("lua/restore.lua"));
     let trim_log = script(include_str!("lua/trim_log.lua"));
+    let quota_reserve = script(include_str!("lua/quota_reserve.lua"));
+    let quota_release = script(include_str!("lua/quota_release.lua"));
     // The names are fixed and valid, so this cannot fail; were it to, the
     // store would run every script by EVALSHA instead.
     let library = Library::new(
@@ -57,6 +61,8 @@ fn build() -> Scripts {
             ("add_stock", &add_stock),
             ("restore", &restore),
             ("trim_log", &trim_log),
+            ("quota_reserve", &quota_reserve),
+            ("quota_release", &quota_release),
         ],
     )
     .ok();
@@ -67,6 +73,8 @@ fn build() -> Scripts {
         add_stock,
         restore,
         trim_log,
+        quota_reserve,
+        quota_release,
         library,
     }
 }

@@ -605,6 +605,69 @@ impl<C: Connection> StockStore<C> {
         }
     }
 
+    /// Reserves `deduction`'s per-user quota in this store's namespace (the
+    /// buyer's quota bucket of a [`ShardedStock`](crate::ShardedStock)).
+    /// The answer is [`Outcome::Deducted`](crate::Outcome::Deducted) for
+    /// "reserved" or [`Outcome::LimitExceeded`](crate::Outcome::LimitExceeded).
+    pub(crate) async fn reserve_quota(
+        &self,
+        deduction: &Deduction,
+        limit: u64,
+    ) -> Result<Decision, Error> {
+        let keys = self.settings.keys.quota_keys(
+            &deduction.request_id,
+            deduction.items.iter().map(|(sku, _)| sku.as_str()),
+        );
+        let mut args = Vec::with_capacity(6 + 2 * deduction.items.len());
+        args.push(deduction.request_id.clone());
+        args.push(deduction.user_id.clone());
+        args.push(self.settings.dedup_ttl_ms.clone());
+        args.push(limit.to_string());
+        args.push(deduction.items.len().to_string());
+        args.push(fingerprint(
+            &deduction.user_id,
+            deduction
+                .items
+                .iter()
+                .map(|(sku, qty)| (sku.as_str(), *qty)),
+        ));
+        args.extend(deduction.items.iter().map(|(sku, _)| sku.clone()));
+        args.extend(deduction.items.iter().map(|(_, qty)| qty.to_string()));
+        let answer = self.run(Lua::QuotaReserve, &keys, &args).await?;
+        reply::decision(answer, &deduction.request_id)
+    }
+
+    /// Gives back the reservation of `request_id` (whose items are
+    /// `items`), once; whether this call released it.
+    pub(crate) async fn release_quota(
+        &self,
+        request_id: &str,
+        items: &[(String, u64)],
+    ) -> Result<bool, Error> {
+        let keys = self
+            .settings
+            .keys
+            .quota_keys(request_id, items.iter().map(|(sku, _)| sku.as_str()));
+        let mut args = Vec::with_capacity(1 + 2 * items.len());
+        args.push(items.len().to_string());
+        args.extend(items.iter().map(|(sku, _)| sku.clone()));
+        args.extend(items.iter().map(|(_, qty)| qty.to_string()));
+        match self.run(Lua::QuotaRelease, &keys, &args).await?.into_int()? {
+            1 => Ok(true),
+            0 => Ok(false),
+            other => Err(Error::UnexpectedReply(format!(
+                "the quota reservation of request {request_id:?} does not hold the items released ({other})"
+            ))),
+        }
+    }
+
+    /// The units `user_id` holds reserved of `sku` in this namespace's quota.
+    pub(crate) async fn reserved(&self, sku: &str, user_id: &str) -> Result<u64, Error> {
+        let key = self.settings.keys.quota(sku);
+        let n = self.keyed("HGET", &key, &[user_id.to_owned()]).await?;
+        Ok(u64::try_from(n.into_opt_int()?.unwrap_or(0)).unwrap_or(0))
+    }
+
     async fn keyed(&self, cmd: &'static str, key: &str, args: &[String]) -> Result<Reply, Error> {
         let args: Vec<Arg<'_>> = args.iter().map(Arg::from).collect();
         Ok(seckill_redis::command(&self.conn, cmd, &[key], &args).await?)
@@ -639,6 +702,8 @@ enum Lua {
     AddStock,
     Restore,
     TrimLog,
+    QuotaReserve,
+    QuotaRelease,
 }
 
 impl Lua {
@@ -652,6 +717,8 @@ impl Lua {
             Lua::AddStock => ("add_stock", &s.add_stock),
             Lua::Restore => ("restore", &s.restore),
             Lua::TrimLog => ("trim_log", &s.trim_log),
+            Lua::QuotaReserve => ("quota_reserve", &s.quota_reserve),
+            Lua::QuotaRelease => ("quota_release", &s.quota_release),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod conflict;
 pub mod props;
+#[allow(unused_imports)]
 pub use conflict::*;
 
 use std::collections::HashSet;
