@@ -6,6 +6,18 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 bash scripts/kafka.sh
+# A local Redis Cluster and Sentinel group (REDIS_CLUSTER_URL,
+# REDIS_SENTINEL_URL); values already in the environment win, and when both
+# are set nothing is started.
+if [ -z "${REDIS_CLUSTER_URL:-}" ] || [ -z "${REDIS_SENTINEL_URL:-}" ]; then
+  preset_cluster_url="${REDIS_CLUSTER_URL:-}"
+  preset_sentinel_url="${REDIS_SENTINEL_URL:-}"
+  # An assignment, not `eval "$(...)"`, so a failure stops the run (set -e).
+  topologies="$(bash scripts/redis-topologies.sh)"
+  eval "$topologies"
+  if [ -n "$preset_cluster_url" ]; then export REDIS_CLUSTER_URL="$preset_cluster_url"; fi
+  if [ -n "$preset_sentinel_url" ]; then export REDIS_SENTINEL_URL="$preset_sentinel_url"; fi
+fi
 
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
