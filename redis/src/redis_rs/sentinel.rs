@@ -126,3 +126,47 @@ impl Connection for SentinelConnection {
         result
     }
 }
+
+/// Plain redis-rs commands (`redis::cmd(..).query_async(&mut conn)`) go to
+/// the primary of the moment; a failure re-resolves it as for [`send`](Connection::send).
+impl redis::aio::ConnectionLike for SentinelConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let seen = self.inner.generation.load(Ordering::Acquire);
+            let mut conn = MultiplexedConnection::clone(&self.inner.current.load());
+            let result = conn.req_packed_command(cmd).await;
+            if let Err(e) = &result
+                && convert::error(e.clone()).needs_new_connection()
+            {
+                self.reconnect(seen).await;
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            let seen = self.inner.generation.load(Ordering::Acquire);
+            let mut conn = MultiplexedConnection::clone(&self.inner.current.load());
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &result
+                && convert::error(e.clone()).needs_new_connection()
+            {
+                self.reconnect(seen).await;
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.current.load().get_db()
+    }
+}
