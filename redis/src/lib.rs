@@ -60,3 +60,8 @@ pub use library::{Library, MAX_FUNCTIONS};
 pub use script::Script;
 pub use topology::{MAX_NODES, Topology};
 pub use value::Value;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
