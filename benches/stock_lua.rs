@@ -522,10 +522,94 @@ fn hot_sku_buckets(c: &mut Criterion) {
         rate(2) / rate(1),
         rate(2) / rate(0),
     );
+    // Where the work lands: on a real cluster each primary has its own
+    // cores, so the busiest primary's share bounds a hot SKU. Measured
+    // from the primaries' own counters over a fixed number of deductions.
+    for (name, stock) in &contenders[1..] {
+        let spread = rt.block_on(primary_spread(stock, 20_000));
+        println!("{group_name}/{name}: {spread}");
+    }
     rt.block_on(async {
         let mut admin = redis_conn().await;
         cleanup(&mut admin, &format!("{ns}-s")).await;
     });
+}
+
+/// Runs `n` deductions and reports each primary's share of the script
+/// calls and of the CPU time the primaries spent meanwhile.
+async fn primary_spread(
+    stock: &seckill::stock_lua::ShardedStock<seckill_redis::redis_rs::AnyConnection>,
+    n: u64,
+) -> String {
+    let nodes: Vec<String> = seckill_redis::Topology::parse(&cluster_url())
+        .unwrap()
+        .node_urls();
+    let mut primaries = Vec::new();
+    for node in nodes {
+        let mut conn = redis::Client::open(node.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+        if role.first() == Some(&redis::Value::BulkString(b"master".to_vec())) {
+            primaries.push((node, conn));
+        }
+    }
+    async fn counters(conn: &mut MultiplexedConnection) -> (f64, f64) {
+        let info: String = redis::cmd("INFO").arg("all").query_async(conn).await.unwrap();
+        let field = |name: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let calls = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (calls, field("used_cpu_user:") + field("used_cpu_sys:"))
+    }
+    let mut before = Vec::new();
+    for (_, conn) in &mut primaries {
+        before.push(counters(conn).await);
+    }
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let stock = stock.clone();
+            async move {
+                assert!(stock.deduct(&order(99)).await.unwrap().outcome.is_deducted());
+            }
+        })
+        .buffer_unordered(HOT_IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
+    let mut deltas = Vec::new();
+    for ((_, conn), (calls, cpu)) in primaries.iter_mut().zip(before) {
+        let (c, u) = counters(conn).await;
+        deltas.push((c - calls, u - cpu));
+    }
+    let total_calls: f64 = deltas.iter().map(|d| d.0).sum::<f64>().max(1.0);
+    let total_cpu: f64 = deltas.iter().map(|d| d.1).sum::<f64>().max(1e-9);
+    let shares: Vec<String> = primaries
+        .iter()
+        .zip(&deltas)
+        .map(|((node, _), (calls, cpu))| {
+            format!(
+                "{node}: {:.0}% of calls, {:.0}% of CPU",
+                100.0 * calls / total_calls,
+                100.0 * cpu / total_cpu
+            )
+        })
+        .collect();
+    let busiest = deltas.iter().map(|d| d.0).fold(0.0, f64::max) / total_calls;
+    format!(
+        "busiest primary took {:.0}% of the script calls ({})",
+        100.0 * busiest,
+        shares.join("; ")
+    )
 }
 
 criterion_group!(benches, deduct_redis_rs, deduct_fred, hot_sku_buckets);
