@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
-use seckill_ratelimit::{Algorithm, Keyed, RedisLimiter, RedisRs, TokenBucket};
+use seckill_ratelimit::{Algorithm, Keyed, RedisLimiter, TokenBucket};
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
@@ -219,7 +219,7 @@ fn on_redis(c: &mut Criterion) {
     };
     let name = format!("bench:{}", std::process::id());
     let limiter = RedisLimiter::new(
-        RedisRs::new(conn.clone()),
+        conn.clone(),
         name.clone(),
         Algorithm::TokenBucket {
             rate_per_sec: 1_000_000,
@@ -228,7 +228,7 @@ fn on_redis(c: &mut Criterion) {
     )
     .unwrap();
     let sliding = RedisLimiter::new(
-        RedisRs::new(conn.clone()),
+        conn.clone(),
         name.clone(),
         Algorithm::SlidingWindow {
             limit: 100,

@@ -40,11 +40,20 @@
 //! Features:
 //! - `quanta` (default): [`DefaultClock`] is a TSC clock, about 3× cheaper to
 //!   read than [`std::time::Instant`].
-//! - `redis`: `RedisLimiter`, the four algorithms as Lua scripts on Redis,
-//!   through the redis-rs client (`RedisRs`).
-//! - `fred`: the same through the fred client (`Fred`).
+//! - `redis`: `RedisLimiter`, the four algorithms as Lua scripts on Redis
+//!   (a single server, a Cluster or a Sentinel group), through
+//!   [`seckill-redis`](https://docs.rs/seckill-redis) and its redis-rs
+//!   adapter: the limiter takes any `seckill_redis::Connection`, e.g. what
+//!   `seckill_redis::redis_rs::connect(url)` opens.
+//! - `fred`: the same through seckill-redis's fred adapter
+//!   (`seckill_redis::fred::connect(url)`, or a fred `Client` or `Pool`).
 //!
 //! Without `redis` or `fred` the crate pulls no Redis client.
+//!
+//! On Redis, every call runs one script on one key, `{name:key}:tb`, `:lb`,
+//! `:sw` or `:fw` (limiter name, caller's key, algorithm): one hash slot per
+//! call on a Redis Cluster, and the hash tag `{name:key}` spreads the keys
+//! over it (see `LuaScript` for each script's key).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -70,15 +79,17 @@ pub use keyed::{Keyed, MAX_IDLE_TTL, MAX_KEYS};
 pub use leaky_bucket::LeakyBucket;
 pub use limiter::{KeyedLimiter, Limiter};
 pub use range::{MAX_RATE_PER_SEC, MAX_WINDOW, MIN_WINDOW};
-#[cfg(feature = "fred")]
-pub use redis::Fred;
-#[cfg(feature = "redis")]
-pub use redis::RedisRs;
 #[cfg(any(feature = "redis", feature = "fred"))]
 pub use redis::{
-    Algorithm, Backend, BackendError, FailurePolicy, FailureStats, LuaScript, RedisLimiter,
-    RedisLimiterBuilder, ScriptCall,
+    Algorithm, BackendError, FailurePolicy, FailureStats, LuaScript, RedisLimiter,
+    RedisLimiterBuilder,
 };
+/// The Redis layer the Redis limiters run on: connect with
+/// `seckill_redis::redis_rs::connect` or `seckill_redis::fred::connect`
+/// (a single server, a Cluster or a Sentinel group), and implement its
+/// `Connection` trait to plug in another client.
+#[cfg(any(feature = "redis", feature = "fred"))]
+pub use seckill_redis;
 pub use sliding_window::{MAX_SLIDING_LIMIT, SlidingWindow};
 pub use token_bucket::TokenBucket;
 

@@ -1,31 +1,51 @@
-//! Redis going away mid-test: each failure policy holds, nothing panics, and
-//! the limiter returns to Redis when it is back. Each test runs its own
-//! `redis-server` on a spare port, so other tests keep their Redis.
+//! Redis going away or stalling mid-test, on every topology through both
+//! clients: each failure policy holds, the Redis error is kept (as
+//! seckill-redis classifies it), nothing panics, and the limiter returns to
+//! Redis when it is back. Each test runs a deployment of its own on spare
+//! ports (a single `redis-server`, a 3-primary Cluster, a primary with one
+//! Sentinel) and stops only that, so other tests keep their Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
-use seckill_ratelimit::{Algorithm, Backend, DenyReason, FailurePolicy, RedisLimiter};
-use support::{PrivateRedis, fred, redis_rs, unique};
+use seckill_ratelimit::{Algorithm, DenyReason, FailurePolicy, LuaScript, RedisLimiter};
+use seckill_redis::{Connection, Value};
+use support::{PrivateRedis, unique};
 
 const BUCKET: Algorithm = Algorithm::TokenBucket {
     rate_per_sec: 1,
     burst: 3,
 };
 
-async fn limiter<B: Backend>(backend: B, name: &str, policy: FailurePolicy) -> RedisLimiter<B> {
-    RedisLimiter::builder(backend, name, BUCKET)
+/// Long enough that a live Redis on a loaded machine always answers (the
+/// outcomes before the outage must be Redis's), short enough that a call
+/// fred holds while it reconnects ends soon.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// While on the policy, one call per 200 ms tries Redis: a loop of calls in
+/// an outage costs one timeout, not one per call.
+const PROBE: Duration = Duration::from_millis(200);
+
+fn limiter<C: Connection>(conn: C, name: &str, policy: FailurePolicy) -> RedisLimiter<C> {
+    RedisLimiter::builder(conn, name, BUCKET)
         .on_failure(policy)
-        .timeout(Duration::from_millis(300))
-        .probe_interval(Duration::ZERO)
+        .timeout(TIMEOUT)
+        .probe_interval(PROBE)
         .build()
         .unwrap()
 }
 
+/// Loads `script` now (the connection's own timeout, 5 s), so the limiter's
+/// first call on a fresh deployment is one round trip.
+async fn warm<C: Connection>(conn: &C, script: LuaScript) {
+    script.script().load(conn).await.unwrap();
+}
+
 /// Three from Redis, then denied by Redis.
-async fn redis_decides<B: Backend>(limiter: &RedisLimiter<B>, key: &str) {
+async fn redis_decides<C: Connection>(limiter: &RedisLimiter<C>, key: &str) {
     for _ in 0..3 {
         limiter.try_acquire(key, 1).await.unwrap();
     }
@@ -34,41 +54,48 @@ async fn redis_decides<B: Backend>(limiter: &RedisLimiter<B>, key: &str) {
         DenyReason::RateExceeded
     );
     assert!(!limiter.stats().on_policy);
+    assert_eq!(limiter.stats().errors, 0);
 }
 
-/// Calls until the limiter is back on Redis (bounded, no timing assertion).
-async fn until_recovered<B: Backend>(limiter: &RedisLimiter<B>) {
-    for _ in 0..200 {
+/// Calls until the limiter is back on Redis (bounded at 30 s: a liveness
+/// bound, not a timing assertion).
+async fn until_recovered<C: Connection>(limiter: &RedisLimiter<C>) {
+    for _ in 0..600 {
         let _ = limiter.try_acquire("probe", 1).await;
         if limiter.stats().recoveries == 1 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the limiter never returned to Redis: {:?}", limiter.stats());
+    panic!(
+        "the limiter never returned to Redis: {:?}, last error {:?}",
+        limiter.stats(),
+        limiter.last_error()
+    );
 }
 
-async fn exists(redis: &PrivateRedis, key: &str) -> bool {
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<u32>(&mut conn)
-        .await
-        .unwrap()
-        == 1
+/// The latest failure is a lost connection or no reply in time, as
+/// seckill-redis classifies it: retryable, outcome unknown.
+fn assert_connection_lost<C: Connection>(limiter: &RedisLimiter<C>) {
+    let error = limiter.last_error().expect("a failure is kept");
+    assert!(
+        matches!(
+            error.redis_error(),
+            seckill_redis::Error::Connection { .. } | seckill_redis::Error::Timeout { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(error.redis_error().is_retryable(), "{error:?}");
 }
 
-async fn policy_holds_and_recovers<B: Backend>(
+async fn policy_holds_and_recovers<C: Connection>(
     redis: &mut PrivateRedis,
-    backend: B,
+    conn: C,
     policy: FailurePolicy,
 ) {
     let name = unique("failover");
-    let limiter = limiter(backend, &name, policy).await;
+    warm(&conn, LuaScript::TokenBucket).await;
+    let limiter = limiter(conn.clone(), &name, policy);
     redis_decides(&limiter, "k").await;
 
     redis.stop();
@@ -100,6 +127,7 @@ async fn policy_holds_and_recovers<B: Backend>(
     assert_eq!(stats.outages, 1, "one switch however many calls: {stats:?}");
     assert!(stats.errors >= 1);
     assert!(stats.decided_by_policy >= 3);
+    assert_connection_lost(&limiter);
 
     redis.restart();
     until_recovered(&limiter).await;
@@ -108,67 +136,31 @@ async fn policy_holds_and_recovers<B: Backend>(
     assert_eq!((stats.outages, stats.recoveries), (1, 1));
     // Back on Redis: the state is written there again.
     limiter.try_acquire("after", 1).await.unwrap();
-    assert!(exists(redis, &format!("{{{name}:after}}:tb")).await);
+    let exists = seckill_redis::command(&conn, "EXISTS", &[&format!("{{{name}:after}}:tb")], &[])
+        .await
+        .unwrap();
+    assert_eq!(exists, Value::Int(1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_open_on_redis_rs() {
-    let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
-    policy_holds_and_recovers(&mut redis, backend, FailurePolicy::FailOpen).await;
+async fn fail_open<C: Connection>(redis: &mut PrivateRedis, conn: C) {
+    policy_holds_and_recovers(redis, conn, FailurePolicy::FailOpen).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_closed_on_redis_rs() {
-    let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
-    policy_holds_and_recovers(&mut redis, backend, FailurePolicy::FailClosed).await;
+async fn fail_closed<C: Connection>(redis: &mut PrivateRedis, conn: C) {
+    policy_holds_and_recovers(redis, conn, FailurePolicy::FailClosed).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_on_redis_rs() {
-    let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
-    policy_holds_and_recovers(
-        &mut redis,
-        backend,
-        FailurePolicy::Fallback { instances: 1 },
-    )
-    .await;
+async fn fallback<C: Connection>(redis: &mut PrivateRedis, conn: C) {
+    policy_holds_and_recovers(redis, conn, FailurePolicy::Fallback { instances: 1 }).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_on_fred() {
-    let mut redis = PrivateRedis::start();
-    let backend = fred(&redis.url()).await;
-    policy_holds_and_recovers(
-        &mut redis,
-        backend,
-        FailurePolicy::Fallback { instances: 1 },
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_closed_on_fred() {
-    let mut redis = PrivateRedis::start();
-    let backend = fred(&redis.url()).await;
-    policy_holds_and_recovers(&mut redis, backend, FailurePolicy::FailClosed).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_open_on_fred() {
-    let mut redis = PrivateRedis::start();
-    let backend = fred(&redis.url()).await;
-    policy_holds_and_recovers(&mut redis, backend, FailurePolicy::FailOpen).await;
-}
-
-async fn fallback_splits_the_limit_between_instances<B: Backend>(
+async fn fallback_splits_the_limit_between_instances<C: Connection>(
     redis: &mut PrivateRedis,
-    backend: B,
+    conn: C,
 ) {
+    warm(&conn, LuaScript::TokenBucket).await;
     let limiter = RedisLimiter::builder(
-        backend,
+        conn,
         unique("split"),
         Algorithm::TokenBucket {
             rate_per_sec: 1,
@@ -176,7 +168,7 @@ async fn fallback_splits_the_limit_between_instances<B: Backend>(
         },
     )
     .on_failure(FailurePolicy::Fallback { instances: 4 })
-    .timeout(Duration::from_millis(300))
+    .timeout(TIMEOUT)
     .probe_interval(Duration::from_secs(3600))
     .build()
     .unwrap();
@@ -187,33 +179,23 @@ async fn fallback_splits_the_limit_between_instances<B: Backend>(
     for _ in 0..3 {
         limiter.try_acquire("k", 1).await.unwrap();
     }
-    assert!(limiter.try_acquire("k", 1).await.is_err());
+    assert_eq!(
+        limiter.try_acquire("k", 1).await.unwrap_err().reason,
+        DenyReason::RateExceeded
+    );
     assert!(limiter.fallback_is_built());
     assert_eq!(limiter.stats().errors, 1, "no Redis call between probes");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_splits_the_limit_between_instances_on_redis_rs() {
-    let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
-    fallback_splits_the_limit_between_instances(&mut redis, backend).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_splits_the_limit_between_instances_on_fred() {
-    let mut redis = PrivateRedis::start();
-    let backend = fred(&redis.url()).await;
-    fallback_splits_the_limit_between_instances(&mut redis, backend).await;
+    assert_connection_lost(&limiter);
 }
 
 /// A sliding window too large to hold exactly in process falls back to a
 /// fixed window of half its share: never more than the share in any window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_sliding_window_falls_back_within_its_share() {
-    let mut redis = PrivateRedis::start();
-    let backend = redis_rs(&redis.url()).await;
+async fn a_huge_sliding_window_falls_back_within_its_share<C: Connection>(
+    redis: &mut PrivateRedis,
+    conn: C,
+) {
     let limiter = RedisLimiter::builder(
-        backend,
+        conn,
         unique("huge"),
         Algorithm::SlidingWindow {
             limit: 40_000,
@@ -221,12 +203,13 @@ async fn a_huge_sliding_window_falls_back_within_its_share() {
         },
     )
     .on_failure(FailurePolicy::Fallback { instances: 4 })
-    .timeout(Duration::from_millis(300))
+    .timeout(TIMEOUT)
     .probe_interval(Duration::from_secs(3600))
     .build()
     .unwrap();
     redis.stop();
-    // Share 10,000 > 1,024: a fixed window of 5,000 per aligned hour.
+    // Share 10,000 > 1,024: a fixed window of 5,000 per aligned hour (the
+    // hour may turn during the test: then up to twice that).
     let mut admitted = 0u32;
     for _ in 0..20 {
         if limiter.try_acquire("k", 1_000).await.is_ok() {
@@ -236,3 +219,42 @@ async fn a_huge_sliding_window_falls_back_within_its_share() {
     assert!((5_000..=10_000).contains(&admitted), "{admitted}");
     assert_eq!(limiter.stats().errors, 1);
 }
+
+/// Redis alive but not answering (`CLIENT PAUSE` on every data node, longer
+/// than the timeout): the limiter's own timeout ends the call, kept as
+/// seckill-redis's `Timeout` naming that timeout, and the policy decides.
+async fn a_stalled_redis_times_out<C: Connection>(redis: &mut PrivateRedis, conn: C) {
+    warm(&conn, LuaScript::TokenBucket).await;
+    let limiter = RedisLimiter::builder(conn, unique("stall"), BUCKET)
+        .on_failure(FailurePolicy::FailClosed)
+        .timeout(TIMEOUT)
+        .probe_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    limiter.try_acquire("k", 1).await.unwrap();
+    redis.pause(20_000);
+    assert_eq!(
+        limiter.try_acquire("k", 1).await.unwrap_err().reason,
+        DenyReason::BackendUnavailable
+    );
+    let error = limiter.last_error().expect("the timeout is kept");
+    assert!(
+        matches!(
+            error.redis_error(),
+            seckill_redis::Error::Timeout { after } if *after == TIMEOUT
+        ),
+        "{error:?}"
+    );
+    let stats = limiter.stats();
+    assert_eq!((stats.errors, stats.outages, stats.recoveries), (1, 1, 0));
+    assert!(stats.on_policy);
+}
+
+on_every_private_topology!(
+    fail_open,
+    fail_closed,
+    fallback,
+    fallback_splits_the_limit_between_instances,
+    a_huge_sliding_window_falls_back_within_its_share,
+    a_stalled_redis_times_out,
+);

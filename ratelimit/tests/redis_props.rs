@@ -1,97 +1,109 @@
-//! Property tests of the Redis limiters on the real Redis, through both
-//! clients: random valid configurations and call sequences, checking the
-//! stated guarantees (exact counting, never more than `limit` in any window,
-//! permits accounted, a TTL on every key), and random invalid configurations
+//! Property tests of the Redis limiters on every shared topology (a single
+//! server, a Redis Cluster, a Sentinel group) through both clients: random
+//! valid configurations and call sequences, checking the stated guarantees
+//! (exact counting, never more than `limit` in any window, permits
+//! accounted, a TTL on every key), and random invalid configurations
 //! rejected with the field named.
 //!
 //! Seeds and case counts: `support/prop.rs` (`PROPTEST_RNG_SEED`,
-//! `PROPTEST_CASES`). Every case uses its own limiter name and deletes its keys.
+//! `PROPTEST_CASES`); each property runs its full count on every topology
+//! and client, but the slowest (it sleeps between calls) runs half of it on
+//! the Cluster and the Sentinel group. Every case uses its own limiter name
+//! and deletes its keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use redis::aio::MultiplexedConnection;
-use seckill_ratelimit::{Algorithm, Backend, ConfigError, DenyReason, FailurePolicy, RedisLimiter};
+use seckill_ratelimit::{Algorithm, ConfigError, DenyReason, FailurePolicy, RedisLimiter};
+use seckill_redis::{Call, Connection, Value};
 use support::prop::proptest_config;
-use support::{fred, redis_rs, redis_url, unique};
+use support::{Topo, del, pttl, unique, zrange_with_scores};
 
 const MAX_WINDOW_MS: u64 = 365 * 24 * 3600 * 1000;
 
-struct Env {
-    rt: tokio::runtime::Runtime,
-    rs: seckill_ratelimit::RedisRs,
-    fred: seckill_ratelimit::Fred,
-    raw: MultiplexedConnection,
-}
-
-fn env() -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    let (rs, fred, raw) = rt.block_on(async {
-        let url = redis_url();
-        let raw = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        (redis_rs(&url).await, fred(&url).await, raw)
-    });
-    Env { rt, rs, fred, raw }
+        .unwrap()
 }
 
-/// Every key of limiter `name`, with its PTTL.
-async fn keys_with_ttl(raw: &mut MultiplexedConnection, name: &str) -> Vec<(String, i64)> {
-    let pattern = format!("{{{name}:*");
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(raw)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
+/// One `#[test]` per (client, shared topology) for each property
+/// `fn property<C: Connection>(rt, conn, topo, cases)`, with `single`
+/// cases on the single server and `shared` on the Cluster and Sentinel.
+macro_rules! on_every_topology_with_cases {
+    ($($case:ident: $single:expr, $shared:expr);* $(;)?) => {$(
+        mod $case {
+            use super::support::{Client, Topo, connect};
+
+            fn run(client: Client, topo: Topo) {
+                let rt = super::runtime();
+                let cases = if topo == Topo::Single { $single } else { $shared };
+                match rt.block_on(connect(client, topo)) {
+                    conn @ super::support::Conn::RedisRs(_) => {
+                        super::$case(&rt, conn.redis_rs(), topo, cases)
+                    }
+                    conn @ super::support::Conn::Fred(_) => {
+                        super::$case(&rt, conn.fred(), topo, cases)
+                    }
+                }
+            }
+
+            #[test]
+            fn redis_rs_single() {
+                run(Client::RedisRs, Topo::Single);
+            }
+            #[test]
+            fn redis_rs_cluster() {
+                run(Client::RedisRs, Topo::Cluster);
+            }
+            #[test]
+            fn redis_rs_sentinel() {
+                run(Client::RedisRs, Topo::Sentinel);
+            }
+            #[test]
+            fn fred_single() {
+                run(Client::Fred, Topo::Single);
+            }
+            #[test]
+            fn fred_cluster() {
+                run(Client::Fred, Topo::Cluster);
+            }
+            #[test]
+            fn fred_sentinel() {
+                run(Client::Fred, Topo::Sentinel);
+            }
         }
-        cursor = next;
-    }
+    )*};
+}
+
+/// Every key of limiter `name` on any node of the topology, with its PTTL.
+async fn keys_with_ttl<C: Connection>(conn: &C, topo: Topo, name: &str) -> Vec<(String, i64)> {
     let mut out = Vec::new();
-    for key in keys {
-        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(raw).await.unwrap();
+    for key in support::scan(&support::url(topo), &format!("{{{name}:*")).await {
+        let ttl = pttl(conn, &key).await;
         out.push((key, ttl));
     }
     out
 }
 
-async fn delete_keys(raw: &mut MultiplexedConnection, name: &str) {
-    for (key, _) in keys_with_ttl(raw, name).await {
-        let _: () = redis::cmd("DEL").arg(key).query_async(raw).await.unwrap();
+async fn delete_keys<C: Connection>(conn: &C, topo: Topo, name: &str) {
+    for (key, _) in keys_with_ttl(conn, topo, name).await {
+        del(conn, &key).await;
     }
 }
 
-/// `(running total, admission time µs)` of every member of a sliding window key.
-async fn members(raw: &mut MultiplexedConnection, key: &str) -> Vec<(u64, u64)> {
-    let pairs: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(key)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(raw)
+/// `(running total, admission time µs)` of members `start..=stop` of a
+/// sliding window key.
+async fn members<C: Connection>(conn: &C, key: &str, start: i64, stop: i64) -> Vec<(u64, u64)> {
+    zrange_with_scores(conn, key, start, stop)
         .await
-        .unwrap();
-    pairs
         .into_iter()
         .map(|(m, s)| (m.parse().unwrap(), s as u64))
         .collect()
@@ -101,16 +113,16 @@ async fn members(raw: &mut MultiplexedConnection, key: &str) -> Vec<(u64, u64)> 
 /// counter: admitted iff the permits admitted so far plus `n` fit the limit.
 /// The sorted set holds one member per admitted call (whatever `n`), the
 /// newest being the running total of permits.
-async fn sliding_matches_model<B: Backend>(
-    backend: B,
-    raw: &mut MultiplexedConnection,
+async fn sliding_matches_model<C: Connection>(
+    conn: &C,
+    topo: Topo,
     limit: u32,
     asks: &[u32],
 ) -> Result<(), TestCaseError> {
     let name = unique("prop-sw-model");
     let window = Duration::from_secs(600);
-    let limiter = RedisLimiter::new(
-        backend,
+    let limiter = support::limiter(
+        conn.clone(),
         name.clone(),
         Algorithm::SlidingWindow { limit, window },
     )
@@ -139,19 +151,22 @@ async fn sliding_matches_model<B: Backend>(
     }
     prop_assert_eq!(limiter.stats().errors, 0);
     let key = format!("{{{name}:k}}:sw");
-    let members = members(raw, &key).await;
+    let members = members(conn, &key, 0, -1).await;
     prop_assert_eq!(members.len(), calls, "one member per admitted call");
     prop_assert_eq!(members.last().map_or(0, |m| m.0), used, "running total");
-    for (_, ttl) in keys_with_ttl(raw, &name).await {
+    for (_, ttl) in keys_with_ttl(conn, topo, &name).await {
         prop_assert!(ttl > 0 && ttl <= 600_001, "pttl {}", ttl);
     }
-    delete_keys(raw, &name).await;
+    delete_keys(conn, topo, &name).await;
     Ok(())
 }
 
-#[test]
-fn prop_sliding_window_counts_exactly_within_a_window() {
-    let env = env();
+fn prop_sliding_window_counts_exactly_within_a_window<C: Connection>(
+    rt: &tokio::runtime::Runtime,
+    conn: C,
+    topo: Topo,
+    cases: u32,
+) {
     let limits = prop_oneof![1u32..=20, Just(u32::MAX), (1u32 << 31)..=u32::MAX];
     let strategy = limits.prop_flat_map(|limit| {
         let n = prop_oneof![
@@ -162,14 +177,9 @@ fn prop_sliding_window_counts_exactly_within_a_window() {
         ];
         (Just(limit), prop::collection::vec(n, 1..25))
     });
-    TestRunner::new(proptest_config(16))
+    TestRunner::new(proptest_config(cases))
         .run(&strategy, |(limit, asks)| {
-            let Env { rt, rs, fred, raw } = &env;
-            let raw = &mut raw.clone();
-            rt.block_on(async {
-                sliding_matches_model(rs.clone(), raw, limit, &asks).await?;
-                sliding_matches_model(fred.clone(), raw, limit, &asks).await
-            })
+            rt.block_on(sliding_matches_model(&conn, topo, limit, &asks))
         })
         .unwrap();
 }
@@ -177,17 +187,17 @@ fn prop_sliding_window_counts_exactly_within_a_window() {
 /// With windows short enough to slide during the case: no window of length
 /// `window` (by Redis's clock) ever holds more than `limit` admitted permits,
 /// and the permits recorded are exactly the permits the callers were granted.
-async fn sliding_never_exceeds<B: Backend>(
-    backend: B,
-    raw: &mut MultiplexedConnection,
+async fn sliding_never_exceeds<C: Connection>(
+    conn: &C,
+    topo: Topo,
     limit: u32,
     window_ms: u64,
     steps: &[(u32, u64)],
 ) -> Result<(), TestCaseError> {
     let name = unique("prop-sw-slide");
     let window = Duration::from_millis(window_ms);
-    let limiter = RedisLimiter::new(
-        backend,
+    let limiter = support::limiter(
+        conn.clone(),
         name.clone(),
         Algorithm::SlidingWindow { limit, window },
     )
@@ -202,18 +212,7 @@ async fn sliding_never_exceeds<B: Backend>(
     for &(n, pause_ms) in steps {
         if limiter.try_acquire("k", n).await.is_ok() {
             granted += u64::from(n);
-            let newest: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(-2)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .query_async(raw)
-                .await
-                .unwrap();
-            let newest: Vec<(u64, u64)> = newest
-                .into_iter()
-                .map(|(m, s)| (m.parse().unwrap(), s as u64))
-                .collect();
+            let newest = members(conn, &key, -2, -1).await;
             let (total, at) = *newest.last().unwrap();
             let permits = match newest.as_slice() {
                 [(before, _), _] => total - before,
@@ -241,13 +240,16 @@ async fn sliding_never_exceeds<B: Backend>(
             end
         );
     }
-    delete_keys(raw, &name).await;
+    delete_keys(conn, topo, &name).await;
     Ok(())
 }
 
-#[test]
-fn prop_sliding_window_never_exceeds_the_limit_in_any_window() {
-    let env = env();
+fn prop_sliding_window_never_exceeds_the_limit_in_any_window<C: Connection>(
+    rt: &tokio::runtime::Runtime,
+    conn: C,
+    topo: Topo,
+    cases: u32,
+) {
     let strategy = (1u32..=6, 150u64..=400).prop_flat_map(|(limit, window_ms)| {
         (
             Just(limit),
@@ -255,14 +257,9 @@ fn prop_sliding_window_never_exceeds_the_limit_in_any_window() {
             prop::collection::vec((1..=limit, 0u64..=60), 1..14),
         )
     });
-    TestRunner::new(proptest_config(16))
+    TestRunner::new(proptest_config(cases))
         .run(&strategy, |(limit, window_ms, steps)| {
-            let Env { rt, rs, fred, raw } = &env;
-            let raw = &mut raw.clone();
-            rt.block_on(async {
-                sliding_never_exceeds(rs.clone(), raw, limit, window_ms, &steps).await?;
-                sliding_never_exceeds(fred.clone(), raw, limit, window_ms, &steps).await
-            })
+            rt.block_on(sliding_never_exceeds(&conn, topo, limit, window_ms, &steps))
         })
         .unwrap();
 }
@@ -295,14 +292,14 @@ fn valid_algorithm() -> impl Strategy<Value = Algorithm> {
 
 /// Every key a limiter writes carries an expiry no longer than the
 /// algorithm's memory (window, refill or drain time) + 1 ms.
-async fn every_key_expires<B: Backend>(
-    backend: B,
-    raw: &mut MultiplexedConnection,
+async fn every_key_expires<C: Connection>(
+    conn: &C,
+    topo: Topo,
     algorithm: Algorithm,
     calls: &[(u8, u32)],
 ) -> Result<(), TestCaseError> {
     let name = unique("prop-ttl");
-    let limiter = RedisLimiter::new(backend, name.clone(), algorithm).unwrap();
+    let limiter = support::limiter(conn.clone(), name.clone(), algorithm).unwrap();
     let capacity = algorithm.capacity();
     for &(key, n) in calls {
         let n = 1 + n % capacity;
@@ -323,7 +320,7 @@ async fn every_key_expires<B: Backend>(
         } => (u64::from(size) * 1000).div_ceil(u64::from(rate_per_sec)) as i64,
         _ => unreachable!(),
     };
-    let keys = keys_with_ttl(raw, &name).await;
+    let keys = keys_with_ttl(conn, topo, &name).await;
     for (key, ttl) in &keys {
         // -2: expired meanwhile (a 1 ms window); -1 would never expire.
         prop_assert!(
@@ -334,28 +331,32 @@ async fn every_key_expires<B: Backend>(
             algorithm
         );
     }
-    delete_keys(raw, &name).await;
+    delete_keys(conn, topo, &name).await;
     Ok(())
 }
 
-#[test]
-fn prop_every_key_carries_a_ttl() {
-    let env = env();
+fn prop_every_key_carries_a_ttl<C: Connection>(
+    rt: &tokio::runtime::Runtime,
+    conn: C,
+    topo: Topo,
+    cases: u32,
+) {
     let strategy = (
         valid_algorithm(),
         prop::collection::vec((0u8..4, any::<u32>()), 1..12),
     );
-    TestRunner::new(proptest_config(32))
+    TestRunner::new(proptest_config(cases))
         .run(&strategy, |(algorithm, calls)| {
-            let Env { rt, rs, fred, raw } = &env;
-            let raw = &mut raw.clone();
-            rt.block_on(async {
-                every_key_expires(rs.clone(), raw, algorithm, &calls).await?;
-                every_key_expires(fred.clone(), raw, algorithm, &calls).await
-            })
+            rt.block_on(every_key_expires(&conn, topo, algorithm, &calls))
         })
         .unwrap();
 }
+
+on_every_topology_with_cases!(
+    prop_sliding_window_counts_exactly_within_a_window: 16, 16;
+    prop_sliding_window_never_exceeds_the_limit_in_any_window: 16, 8;
+    prop_every_key_carries_a_ttl: 32, 32;
+);
 
 /// One field out of its range, the others valid.
 #[derive(Debug, Clone)]
@@ -427,13 +428,11 @@ fn invalid() -> impl Strategy<Value = Invalid> {
     ]
 }
 
-/// A backend for limiters that must never reach Redis.
+/// A connection for limiters that must never reach Redis.
+#[derive(Clone)]
 struct Offline;
-impl Backend for Offline {
-    async fn eval(
-        &self,
-        _call: &seckill_ratelimit::ScriptCall,
-    ) -> Result<Vec<i64>, seckill_ratelimit::BackendError> {
+impl Connection for Offline {
+    async fn send(&self, _call: Call<'_>) -> Result<Value, seckill_redis::Error> {
         unreachable!("an invalid configuration never reaches Redis")
     }
 }

@@ -1,9 +1,11 @@
 //! What a Redis limiter does while Redis fails: the policy, the switch and the way back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::algorithm::Algorithm;
+use super::error::BackendError;
 use crate::clock::{Clock, DefaultClock, saturating_nanos};
 use crate::error::{Denied, DenyReason};
 use crate::{FixedWindow, Keyed, KeyedLimiter, LeakyBucket, Limiter, SlidingWindow, TokenBucket};
@@ -56,7 +58,8 @@ impl Default for FailurePolicy {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FailureStats {
-    /// Redis calls that failed (errors, timeouts, malformed replies).
+    /// Redis calls that failed (errors, timeouts, malformed replies); the
+    /// latest is [`RedisLimiter::last_error`](crate::RedisLimiter::last_error).
     pub errors: u64,
     /// Switches from Redis to the failure policy.
     pub outages: u64,
@@ -77,6 +80,8 @@ pub(crate) struct Health {
     outages: AtomicU64,
     recoveries: AtomicU64,
     decided_by_policy: AtomicU64,
+    /// The latest failure; written only when a call fails.
+    last_error: Mutex<Option<Arc<BackendError>>>,
     clock: DefaultClock,
 }
 
@@ -89,6 +94,7 @@ impl Health {
             outages: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
             decided_by_policy: AtomicU64::new(0),
+            last_error: Mutex::new(None),
             clock: DefaultClock::default(),
         }
     }
@@ -119,8 +125,12 @@ impl Health {
         name: &str,
         policy: FailurePolicy,
         probe_interval: Duration,
-        error: &dyn std::error::Error,
+        error: BackendError,
     ) {
+        let error = Arc::new(error);
+        // Logged as an error value: subscribers see the seckill-redis error
+        // as its source.
+        let logged: &(dyn std::error::Error + 'static) = &*error;
         self.errors.fetch_add(1, Ordering::Relaxed);
         if !self.down.swap(true, Ordering::AcqRel) {
             self.next_probe.store(
@@ -133,12 +143,28 @@ impl Health {
             tracing::warn!(
                 limiter = name,
                 ?policy,
-                error = %error,
+                error = logged,
                 "Redis rate limiter failed; switching to the failure policy until Redis answers again"
             );
         } else {
-            tracing::debug!(limiter = name, error = %error, "Redis rate limiter probe failed");
+            tracing::debug!(
+                limiter = name,
+                error = logged,
+                "Redis rate limiter probe failed"
+            );
         }
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// The latest failure, if any call failed yet.
+    pub(crate) fn last_error(&self) -> Option<Arc<BackendError>> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records a Redis success; logs and counts the way back.

@@ -1,11 +1,13 @@
 //! A limiter whose state lives in Redis, shared by every app instance.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use seckill_redis::Connection;
+
 use super::algorithm::Algorithm;
-use super::backend::{Backend, BackendError};
 use super::config;
+use super::error::BackendError;
 use super::failure::{FailurePolicy, FailureStats, Fallback, Health, closed};
 use super::scripts::{self, Mode, Outcome};
 use crate::error::{ConfigError, Denied};
@@ -14,33 +16,44 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One of the four algorithms, keyed, with its state in Redis: every app
-/// instance sharing the Redis server (or cluster) shares the limit.
+/// instance sharing the Redis server (or Cluster, or Sentinel group) shares
+/// the limit.
+///
+/// It runs on any [`seckill_redis::Connection`]: redis-rs (feature `redis`:
+/// `ConnectionManager`, `MultiplexedConnection`, `ClusterConnection`,
+/// `seckill_redis::redis_rs::connect` for any URL) or fred (feature `fred`:
+/// `Client`, `Pool`, `seckill_redis::fred::connect`).
 ///
 /// - **One clock**: the scripts read Redis's `TIME` once at their top, so app
 ///   servers' clock skew or a delayed call cannot grant extra (go-zero #4072).
 /// - **Keys expire when idle**, with a TTL covering the full refill, drain or
 ///   window time and never 0 (go-zero's token limiter computes 0 for rate 100 /
 ///   burst 10 and flaps forever between Redis and its fallback).
-/// - **Cluster-ready**: the keys of one (limiter, key) pair share the hash tag
-///   `{name:key}`.
-/// - **Script cache**: `EVALSHA`, reloading on `NOSCRIPT` (a restart, a
-///   failover or a `SCRIPT FLUSH`).
+/// - **Cluster-ready**: a call runs one script on one key,
+///   `{name:key}:tb`, `:lb`, `:sw` or `:fw` (see [`LuaScript`](crate::LuaScript)),
+///   so it stays in one slot; the hash tag `{name:key}` spreads keys over
+///   the cluster.
+/// - **Script cache**: [`seckill_redis::Script`]: `EVALSHA`, and one
+///   `SCRIPT LOAD` for every caller that finds the script missing (a
+///   restart, a failover, a new cluster node, a `SCRIPT FLUSH`).
 /// - **Failures**: an error or no reply within the timeout (250 ms by
 ///   default) switches to the [`FailurePolicy`]; one call per probe interval
 ///   (100 ms) tries Redis again and switches back when it answers. Both
-///   switches are logged (`tracing`, warn and info) and counted
-///   ([`RedisLimiter::stats`]).
+///   switches are logged (`tracing`, warn and info, the
+///   [`seckill_redis::Error`] as the source of a [`BackendError`]) and
+///   counted ([`RedisLimiter::stats`], [`RedisLimiter::last_error`]).
 ///
 /// # Examples
 ///
 /// ```no_run
-/// use seckill_ratelimit::{Algorithm, FailurePolicy, RedisLimiter, RedisRs};
+/// use seckill_ratelimit::{Algorithm, FailurePolicy, RedisLimiter};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
-/// let conn = redis::aio::ConnectionManager::new(client).await?;
+/// // Or "redis+cluster://host:port,..." or "redis+sentinel://host:port,.../master";
+/// // or seckill_redis::fred::connect (feature `fred`).
+/// let conn = seckill_redis::redis_rs::connect("redis://127.0.0.1:6379").await?;
 /// let per_user = RedisLimiter::builder(
-///     RedisRs::new(conn),
+///     conn,
 ///     "buy",
 ///     Algorithm::TokenBucket { rate_per_sec: 5, burst: 10 },
 /// )
@@ -53,8 +66,8 @@ const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// }
 /// # Ok(()) }
 /// ```
-pub struct RedisLimiter<B: Backend> {
-    backend: B,
+pub struct RedisLimiter<C: Connection> {
+    conn: C,
     name: String,
     algorithm: Algorithm,
     policy: FailurePolicy,
@@ -79,21 +92,25 @@ pub struct RedisLimiter<B: Backend> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use seckill_ratelimit::{Algorithm, Backend, BackendError, FailurePolicy, RedisLimiter, ScriptCall};
+/// use seckill_ratelimit::{Algorithm, RedisLimiter};
 ///
+/// # #[derive(Clone)]
 /// # struct Offline;
-/// # impl Backend for Offline {
-/// #     async fn eval(&self, _: &ScriptCall) -> Result<Vec<i64>, BackendError> { unreachable!() }
+/// # impl seckill_redis::Connection for Offline {
+/// #     async fn send(&self, _: seckill_redis::Call<'_>) -> Result<seckill_redis::Value, seckill_redis::Error> {
+/// #         Err(seckill_redis::Error::Config("offline".into()))
+/// #     }
 /// # }
-/// let err = RedisLimiter::builder(Offline, "api", Algorithm::TokenBucket { rate_per_sec: 5, burst: 10 })
+/// # let conn = Offline;
+/// let err = RedisLimiter::builder(conn, "api", Algorithm::TokenBucket { rate_per_sec: 5, burst: 10 })
 ///     .timeout(Duration::ZERO)
 ///     .build()
 ///     .unwrap_err();
 /// assert_eq!(err.to_string(), "timeout must be 1 ms to 60 s, got 0ns");
 /// ```
 #[must_use = "call build() to get the limiter"]
-pub struct RedisLimiterBuilder<B: Backend> {
-    backend: B,
+pub struct RedisLimiterBuilder<C: Connection> {
+    conn: C,
     name: String,
     algorithm: Algorithm,
     policy: FailurePolicy,
@@ -101,7 +118,7 @@ pub struct RedisLimiterBuilder<B: Backend> {
     probe_interval: Duration,
 }
 
-impl<B: Backend> RedisLimiterBuilder<B> {
+impl<C: Connection> RedisLimiterBuilder<C> {
     /// What to answer while Redis fails (default: an in-process fallback
     /// with the whole limit, `Fallback { instances: 1 }`; `instances` must be
     /// 1 to 65,536).
@@ -111,7 +128,11 @@ impl<B: Backend> RedisLimiterBuilder<B> {
     }
 
     /// How long to wait for Redis before counting the call as failed:
-    /// 1 ms to 60 s (default 250 ms).
+    /// 1 ms to 60 s (default 250 ms). It bounds the whole script run,
+    /// a reload after `NOSCRIPT` included; the connection's own per-call
+    /// timeout ([`seckill_redis::Connection::timeout`], 5 s unless wrapped
+    /// in [`seckill_redis::WithTimeout`]) bounds each round trip in it, so
+    /// the shorter wins.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -131,7 +152,7 @@ impl<B: Backend> RedisLimiterBuilder<B> {
     /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] naming the first field out of range
     /// (an [`Algorithm`] field, `instances`, `timeout` or `probe_interval`),
     /// its range and the value given.
-    pub fn build(self) -> Result<RedisLimiter<B>, ConfigError> {
+    pub fn build(self) -> Result<RedisLimiter<C>, ConfigError> {
         self.algorithm.validate()?;
         if let FailurePolicy::Fallback { instances } = self.policy {
             config::instances(instances)?;
@@ -139,7 +160,7 @@ impl<B: Backend> RedisLimiterBuilder<B> {
         config::timeout(self.timeout)?;
         config::probe_interval(self.probe_interval)?;
         Ok(RedisLimiter {
-            backend: self.backend,
+            conn: self.conn,
             name: self.name,
             algorithm: self.algorithm,
             policy: self.policy,
@@ -151,7 +172,7 @@ impl<B: Backend> RedisLimiterBuilder<B> {
     }
 }
 
-impl<B: Backend> std::fmt::Debug for RedisLimiterBuilder<B> {
+impl<C: Connection> std::fmt::Debug for RedisLimiterBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLimiterBuilder")
             .field("name", &self.name)
@@ -163,9 +184,9 @@ impl<B: Backend> std::fmt::Debug for RedisLimiterBuilder<B> {
     }
 }
 
-impl<B: Backend> RedisLimiter<B> {
+impl<C: Connection> RedisLimiter<C> {
     /// A limiter named `name` (the prefix of its Redis keys) running
-    /// `algorithm` on `backend`, with the default failure policy (an
+    /// `algorithm` on `conn`, with the default failure policy (an
     /// in-process fallback), timeout (250 ms) and probe interval (100 ms).
     /// Use [`RedisLimiter::builder`] to change them.
     ///
@@ -174,22 +195,22 @@ impl<B: Backend> RedisLimiter<B> {
     /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] when a field of `algorithm` is out
     /// of its range (see [`Algorithm`]).
     pub fn new(
-        backend: B,
+        conn: C,
         name: impl Into<String>,
         algorithm: Algorithm,
     ) -> Result<Self, ConfigError> {
-        Self::builder(backend, name, algorithm).build()
+        Self::builder(conn, name, algorithm).build()
     }
 
     /// A builder for a limiter with another failure policy, timeout or
     /// probe interval; [`RedisLimiterBuilder::build`] checks them all.
     pub fn builder(
-        backend: B,
+        conn: C,
         name: impl Into<String>,
         algorithm: Algorithm,
-    ) -> RedisLimiterBuilder<B> {
+    ) -> RedisLimiterBuilder<C> {
         RedisLimiterBuilder {
-            backend,
+            conn,
             name: name.into(),
             algorithm,
             policy: FailurePolicy::default(),
@@ -218,6 +239,14 @@ impl<B: Backend> RedisLimiter<B> {
     /// Failure counters and whether the failure policy is in force now.
     pub fn stats(&self) -> FailureStats {
         self.health.stats()
+    }
+
+    /// The latest Redis failure (an error, a timeout, a malformed reply),
+    /// kept after Redis answers again; `None` while no call has failed.
+    /// Its source is the [`seckill_redis::Error`]
+    /// ([`BackendError::redis_error`]).
+    pub fn last_error(&self) -> Option<Arc<BackendError>> {
+        self.health.last_error()
     }
 
     /// Admits `n` units for `key` or says how long to wait; for a leaky
@@ -317,10 +346,14 @@ impl<B: Backend> RedisLimiter<B> {
             return None;
         }
         let call = scripts::call(&self.algorithm, &self.name, key, n, mode);
-        let result = match tokio::time::timeout(self.timeout, self.backend.eval(&call)).await {
-            Ok(Ok(reply)) => scripts::parse(&reply).ok_or_else(|| BackendError::malformed(&reply)),
+        let keys = [call.key.as_str()];
+        let run = call.script.script().run(&self.conn, &keys, &call.args);
+        let result = match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(reply)) => scripts::parse(&reply),
             Ok(Err(error)) => Err(error),
-            Err(elapsed) => Err(BackendError::new(elapsed)),
+            Err(_) => Err(seckill_redis::Error::Timeout {
+                after: self.timeout,
+            }),
         };
         match result {
             Ok(outcome) => {
@@ -328,8 +361,12 @@ impl<B: Backend> RedisLimiter<B> {
                 Some(outcome)
             }
             Err(error) => {
-                self.health
-                    .failed(&self.name, self.policy, self.probe_interval, &error);
+                self.health.failed(
+                    &self.name,
+                    self.policy,
+                    self.probe_interval,
+                    BackendError::new(error),
+                );
                 None
             }
         }
@@ -350,7 +387,7 @@ impl<B: Backend> RedisLimiter<B> {
     }
 }
 
-impl<B: Backend> std::fmt::Debug for RedisLimiter<B> {
+impl<C: Connection> std::fmt::Debug for RedisLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLimiter")
             .field("name", &self.name)

@@ -1,23 +1,17 @@
 //! The four algorithms on Redis, shared by every app instance: Lua scripts,
-//! key layout and reply parsing here; one thin adapter per client.
+//! key layout and reply parsing here; everything Redis (scripts by
+//! `EVALSHA`, `NOSCRIPT`, timeouts, errors, both clients, Cluster and
+//! Sentinel) is `seckill-redis`.
 
 mod algorithm;
-mod backend;
-#[cfg(feature = "fred")]
-mod client_fred;
-#[cfg(feature = "redis")]
-mod client_redis;
 mod config;
+mod error;
 mod failure;
 mod limiter;
 mod scripts;
 
 pub use algorithm::Algorithm;
-pub use backend::{Backend, BackendError};
-#[cfg(feature = "fred")]
-pub use client_fred::Fred;
-#[cfg(feature = "redis")]
-pub use client_redis::RedisRs;
+pub use error::BackendError;
 pub use failure::{FailurePolicy, FailureStats};
 pub use limiter::{RedisLimiter, RedisLimiterBuilder};
-pub use scripts::{LuaScript, ScriptCall};
+pub use scripts::LuaScript;
