@@ -455,9 +455,18 @@ fn hot_sku_buckets(c: &mut Criterion) {
         })
     };
     let contenders: Vec<(&str, ShardedStock<AnyConnection>)> = vec![
-        ("single_node_1_bucket", make(redis_url(), 1, format!("{ns}-s"))),
-        ("cluster_1_bucket", make(cluster_url(), 1, format!("{ns}-c1"))),
-        ("cluster_3_buckets", make(cluster_url(), 3, format!("{ns}-c3"))),
+        (
+            "single_node_1_bucket",
+            make(redis_url(), 1, format!("{ns}-s")),
+        ),
+        (
+            "cluster_1_bucket",
+            make(cluster_url(), 1, format!("{ns}-c1")),
+        ),
+        (
+            "cluster_3_buckets",
+            make(cluster_url(), 3, format!("{ns}-c3")),
+        ),
     ];
     let one = |stock: &ShardedStock<AnyConnection>, tag: u64| -> BoxFuture<'static, ()> {
         let stock = stock.clone();
@@ -557,7 +566,11 @@ async fn primary_spread(
         }
     }
     async fn counters(conn: &mut MultiplexedConnection) -> (f64, f64) {
-        let info: String = redis::cmd("INFO").arg("all").query_async(conn).await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("all")
+            .query_async(conn)
+            .await
+            .unwrap();
         let field = |name: &str| -> f64 {
             info.lines()
                 .find_map(|l| l.strip_prefix(name))
@@ -580,7 +593,14 @@ async fn primary_spread(
         .map(|_| {
             let stock = stock.clone();
             async move {
-                assert!(stock.deduct(&order(99)).await.unwrap().outcome.is_deducted());
+                assert!(
+                    stock
+                        .deduct(&order(99))
+                        .await
+                        .unwrap()
+                        .outcome
+                        .is_deducted()
+                );
             }
         })
         .buffer_unordered(HOT_IN_FLIGHT)

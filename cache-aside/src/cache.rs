@@ -6,19 +6,21 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rand::Rng;
+use seckill_redis::Connection;
 use seckill_singleflight::{Error as FlightFailure, Group};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::Backend;
 use crate::bounded::bounded;
 use crate::codec::{Codec, Json};
+use crate::commands;
 use crate::entry::{self, Cached, Entry};
 use crate::error::{ConfigError, Error, RedisError};
 use crate::front::Front;
 use crate::jitter::jittered_millis;
 use crate::load::Load;
 use crate::options::{OnRedisError, Options};
+use crate::replicas;
 use crate::second_delete::SecondDeletes;
 use crate::shared::{FlightError, Flown, Shared};
 use crate::stats::{Counters, Stats, bump};
@@ -26,9 +28,11 @@ use crate::stats::{Counters, Stats, bump};
 /// Cache-aside over Redis: read through with one load per key, write back
 /// without clobbering fresher data, invalidate twice.
 ///
-/// `B` is the Redis connection ([`Backend`]), `C` the [`Codec`] (JSON by
-/// default). A `Cache` is a cheap handle: clones share the connection, the
-/// in-flight loads, the front cache and the counters.
+/// `B` is the Redis connection: any [`seckill_redis::Connection`] (a single
+/// server, a Redis Cluster or a Sentinel-watched primary, through redis-rs
+/// or fred), `C` the [`Codec`] (JSON by default). A `Cache` is a cheap
+/// handle: clones share the connection, the in-flight loads, the front
+/// cache and the counters.
 ///
 /// # Examples
 ///
@@ -44,8 +48,9 @@ use crate::stats::{Counters, Stats, bump};
 /// }
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
-/// let conn = client.get_multiplexed_async_connection().await?;
+/// // A single server; `redis+cluster://host:port,...` or
+/// // `redis+sentinel://host:port,.../master` work alike.
+/// let conn = seckill_redis::redis_rs::connect("redis://127.0.0.1:6379").await?;
 /// let cache = Cache::new(
 ///     conn,
 ///     Options::default()
@@ -62,7 +67,7 @@ pub struct Cache<B, C = Json> {
 }
 
 pub(crate) struct Inner<B, C> {
-    pub(crate) backend: B,
+    pub(crate) conn: B,
     pub(crate) codec: C,
     pub(crate) options: Options,
     pub(crate) flights: Group<String, Flown, FlightError>,
@@ -88,7 +93,7 @@ impl<B, C> fmt::Debug for Cache<B, C> {
     }
 }
 
-impl<B: Backend> Cache<B, Json> {
+impl<B: Connection> Cache<B, Json> {
     /// A cache on `conn` storing JSON.
     ///
     /// # Errors
@@ -104,7 +109,7 @@ impl<B: Backend> Cache<B, Json> {
     }
 }
 
-impl<B: Backend, C: Codec> Cache<B, C> {
+impl<B: Connection, C: Codec> Cache<B, C> {
     /// A cache on `conn` storing values with `codec`.
     ///
     /// # Examples
@@ -113,9 +118,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// # #[cfg(feature = "postcard")]
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// use seckill_cache_aside::{Cache, Options, Postcard};
-    /// let conn = redis::Client::open("redis://127.0.0.1:6379")?
-    ///     .get_multiplexed_async_connection()
-    ///     .await?;
+    /// let conn = seckill_redis::redis_rs::connect("redis://127.0.0.1:6379").await?;
     /// let cache = Cache::with_codec(conn, Options::default(), Postcard)?;
     /// # Ok(()) }
     /// ```
@@ -130,7 +133,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let front = options.front.map(|f| Front::new(f.capacity, f.ttl));
         Ok(Cache {
             inner: Arc::new(Inner {
-                backend: conn,
+                conn,
                 codec,
                 options,
                 flights: Group::new(),
@@ -203,7 +206,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
         let read_key = self.read_key(key);
         let mut degraded = false;
-        match self.redis(inner.backend.get(&read_key)).await {
+        match self.redis(commands::get(&inner.conn, &read_key)).await {
             Ok(Some(bytes)) => match Entry::parse(&bytes) {
                 Entry::Value(payload) => match inner.codec.decode::<V>(payload) {
                     Ok(value) => {
@@ -331,7 +334,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     ///
     /// ```no_run
     /// # use seckill_cache_aside::{Cache, Cached};
-    /// # async fn demo(cache: Cache<redis::aio::MultiplexedConnection>) -> Result<(), seckill_cache_aside::Error> {
+    /// # async fn demo(cache: Cache<impl seckill_cache_aside::Connection>) -> Result<(), seckill_cache_aside::Error> {
     /// match cache.peek::<String>("sku:7").await? {
     ///     Cached::Value(name) => println!("cached: {name}"),
     ///     Cached::NotFound => println!("known not to exist"),
@@ -341,7 +344,9 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// ```
     pub async fn peek<V: DeserializeOwned>(&self, key: &str) -> Result<Cached<V>, Error> {
         let read_key = self.read_key(key);
-        let bytes = self.redis(self.inner.backend.get(&read_key)).await?;
+        let bytes = self
+            .redis(commands::get(&self.inner.conn, &read_key))
+            .await?;
         Ok(match bytes.as_deref().map(Entry::parse) {
             Some(Entry::Value(payload)) => Cached::Value(self.inner.codec.decode(payload)?),
             Some(Entry::NotFound) => Cached::NotFound,
@@ -370,7 +375,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: seckill_cache_aside::Cache<redis::aio::MultiplexedConnection>) -> Result<(), seckill_cache_aside::Error> {
+    /// # async fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) -> Result<(), seckill_cache_aside::Error> {
     /// cache.set("sku:7", &"green tea".to_string()).await?;
     /// # Ok(()) }
     /// ```
@@ -380,7 +385,8 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         inner.codec.encode(value, &mut bytes)?;
         let ttl_ms = jittered_millis(inner.options.ttl, inner.options.jitter);
         for copy in self.all_keys(key) {
-            self.redis(inner.backend.set(&copy, &bytes, ttl_ms)).await?;
+            self.redis(commands::set(&inner.conn, &copy, &bytes, ttl_ms))
+                .await?;
         }
         if let Some(front) = &inner.front {
             front.insert(key, Shared::Value(bytes.into()));
@@ -417,7 +423,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: seckill_cache_aside::Cache<redis::aio::MultiplexedConnection>) -> Result<(), seckill_cache_aside::Error> {
+    /// # async fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) -> Result<(), seckill_cache_aside::Error> {
     /// // After `UPDATE sku SET price = ... WHERE id = 7` committed:
     /// cache.invalidate("sku:7").await?;
     /// # Ok(()) }
@@ -432,7 +438,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let copies = self.all_keys(key);
         let mut first_error = None;
         for copy in &copies {
-            if let Err(error) = self.redis(inner.backend.del(copy)).await {
+            if let Err(error) = self.redis(commands::del(&inner.conn, copy)).await {
                 first_error.get_or_insert(error);
             }
         }
@@ -442,7 +448,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         if !inner.options.double_delete_delay.is_zero() {
             inner
                 .deletes
-                .schedule(inner.backend.clone(), copies, &inner.options);
+                .schedule(inner.conn.clone(), copies, &inner.options);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -465,7 +471,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     ///
     /// ```no_run
     /// # async fn update_price(id: u64, cents: u64) -> Result<u64, std::io::Error> { Ok(1) }
-    /// # async fn demo(cache: seckill_cache_aside::Cache<redis::aio::MultiplexedConnection>) -> Result<(), seckill_cache_aside::Error<std::io::Error>> {
+    /// # async fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) -> Result<(), seckill_cache_aside::Error<std::io::Error>> {
     /// let rows = cache.write_through("sku:7", || update_price(7, 1290)).await?;
     /// # Ok(()) }
     /// ```
@@ -489,7 +495,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: seckill_cache_aside::Cache<redis::aio::MultiplexedConnection>) {
+    /// # async fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) {
     /// cache.flush_deletes().await;
     /// assert_eq!(cache.stats().pending_deletes, 0);
     /// # }
@@ -503,7 +509,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// # Examples
     ///
     /// ```no_run
-    /// # fn demo(cache: seckill_cache_aside::Cache<redis::aio::MultiplexedConnection>) {
+    /// # fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) {
     /// let stats = cache.stats();
     /// let ratio = stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64;
     /// # }
@@ -519,7 +525,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
 
     /// The connection this cache uses.
     pub fn connection(&self) -> &B {
-        &self.inner.backend
+        &self.inner.conn
     }
 
     pub(crate) async fn redis<T>(
@@ -556,42 +562,21 @@ impl<B: Backend, C: Codec> Cache<B, C> {
     /// Deletes bytes this cache cannot read, unless they changed meanwhile.
     pub(crate) async fn drop_unreadable(&self, read_key: &str, bytes: &[u8]) {
         let _ = self
-            .redis(self.inner.backend.del_if_equal(read_key, bytes))
+            .redis(commands::del_if_equal(&self.inner.conn, read_key, bytes))
             .await;
     }
 
-    /// The Redis key to read: the key itself, or one of its replicas.
+    /// The Redis key to read: the key itself, or one of its copies at
+    /// random ([`Options::replicas`]).
     fn read_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         match self.inner.options.replicas {
             0 | 1 => Cow::Borrowed(key),
-            n => replica_key(key, rand::rng().random_range(0..n)),
+            n => replicas::copy_key(key, rand::rng().random_range(0..n), n),
         }
     }
 
     /// Every Redis key holding a copy of `key`.
     fn all_keys(&self, key: &str) -> Vec<String> {
-        (0..self.inner.options.replicas.max(1))
-            .map(|i| replica_key(key, i).into_owned())
-            .collect()
-    }
-}
-
-/// Copy `i` of `key`: the key itself for 0, `key#r{i}` otherwise.
-fn replica_key(key: &str, i: u32) -> Cow<'_, str> {
-    if i == 0 {
-        Cow::Borrowed(key)
-    } else {
-        Cow::Owned(format!("{key}#r{i}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replica_key;
-
-    #[test]
-    fn replica_zero_is_the_key_itself() {
-        assert_eq!(replica_key("sku:1", 0), "sku:1");
-        assert_eq!(replica_key("sku:1", 3), "sku:1#r3");
+        replicas::all_copies(key, self.inner.options.replicas)
     }
 }

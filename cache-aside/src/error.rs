@@ -58,6 +58,25 @@ pub enum Error<E = Infallible> {
 }
 
 /// A Redis call that failed.
+///
+/// The client's error is kept as a [`seckill_redis::Error`] (the
+/// [`source`](std::error::Error::source) of [`RedisError::Command`]), so
+/// whether to retry is one question whichever client and topology run
+/// underneath: [`is_retryable`](RedisError::is_retryable).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(cache: seckill_cache_aside::Cache<impl seckill_cache_aside::Connection>) {
+/// use seckill_cache_aside::Error;
+///
+/// match cache.invalidate("sku:7").await {
+///     Err(Error::Redis(e)) if e.is_retryable() => { /* try again shortly */ }
+///     Err(e) => eprintln!("giving up: {e}"),
+///     Ok(()) => {}
+/// }
+/// # }
+/// ```
 #[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisError {
@@ -66,9 +85,11 @@ pub enum RedisError {
         "Redis did not answer within {0:?}; check that the server is up and reachable, or raise Options::redis_timeout"
     )]
     Timeout(Duration),
-    /// The client reported an error (connection lost, command refused, ...).
-    #[error("the Redis command failed: {0}; check the server and the connection")]
-    Command(#[source] SharedError),
+    /// The call failed in `seckill-redis` (connection lost, command
+    /// refused, a cluster between states, ...); shared between the callers
+    /// of one load, hence the `Arc`.
+    #[error("the Redis call failed: {0}")]
+    Command(#[source] Arc<seckill_redis::Error>),
     /// Redis answered with a reply this crate does not expect.
     #[error("unexpected reply from Redis: {0}; is the server Redis 6.2 or newer?")]
     Reply(String),
@@ -80,11 +101,30 @@ impl fmt::Debug for RedisError {
     }
 }
 
-impl RedisError {
-    /// Wraps a client error.
-    #[cfg_attr(not(any(feature = "redis", feature = "fred")), allow(dead_code))]
-    pub(crate) fn command(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+impl From<seckill_redis::Error> for RedisError {
+    fn from(error: seckill_redis::Error) -> Self {
         RedisError::Command(Arc::new(error))
+    }
+}
+
+impl RedisError {
+    /// The `seckill-redis` error underneath, if the call failed there.
+    pub fn redis(&self) -> Option<&seckill_redis::Error> {
+        match self {
+            RedisError::Command(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed if made again later: a timeout
+    /// here, or what [`seckill_redis::Error::is_retryable`] says (a lost
+    /// connection, a failover or cluster resharding in progress).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RedisError::Timeout(_) => true,
+            RedisError::Command(error) => error.is_retryable(),
+            RedisError::Reply(_) => false,
+        }
     }
 }
 

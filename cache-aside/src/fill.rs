@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use seckill_redis::Connection;
 use tokio::time::Instant;
 
-use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::codec::Codec;
+use crate::commands;
 use crate::entry::{self, Entry};
 use crate::error::RedisError;
 use crate::jitter::jittered_millis;
@@ -26,7 +27,7 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 /// What the leader's loader produced, kept typed for the leader itself.
 pub(crate) type Slot<V> = Option<Option<V>>;
 
-impl<B: Backend, C: Codec> Cache<B, C> {
+impl<B: Connection, C: Codec> Cache<B, C> {
     /// The flight's work: returns the entry every caller of the flight gets.
     pub(crate) async fn fill<F: Load>(
         &self,
@@ -56,7 +57,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         slot: &mut Slot<F::Value>,
     ) -> Result<Shared, FlightError> {
         let inner = &*self.inner;
-        match self.redis(inner.backend.get(read_key)).await {
+        match self.redis(commands::get(&inner.conn, read_key)).await {
             Ok(Some(bytes)) => {
                 if let Some(shared) = self.usable(read_key, bytes).await {
                     return Ok(shared);
@@ -68,7 +69,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let shared = self.run_loader(load, slot).await?;
         let ttl_ms = self.ttl_ms(&shared);
         if let Ok(false) = self
-            .redis(inner.backend.set_nx(read_key, shared.bytes(), ttl_ms))
+            .redis(commands::set_nx(
+                &inner.conn,
+                read_key,
+                shared.bytes(),
+                ttl_ms,
+            ))
             .await
         {
             bump(&inner.counters.fills_refused);
@@ -94,7 +100,12 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let mut waited = false;
         loop {
             let seen = match self
-                .redis(inner.backend.take_lease(read_key, &marker, lease_ms))
+                .redis(commands::take_lease(
+                    &inner.conn,
+                    read_key,
+                    &marker,
+                    lease_ms,
+                ))
                 .await
             {
                 Err(error) => {
@@ -145,7 +156,7 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let inner = &*self.inner;
         // Gives the lease back if the load is cancelled or panics.
         let guard = LeaseGuard::new(
-            inner.backend.clone(),
+            inner.conn.clone(),
             read_key,
             marker,
             inner.options.redis_timeout,
@@ -154,16 +165,18 @@ impl<B: Backend, C: Codec> Cache<B, C> {
         let outcome = match &loaded {
             Ok(shared) => {
                 let ttl_ms = self.ttl_ms(shared);
-                self.redis(
-                    inner
-                        .backend
-                        .fill_lease(read_key, marker, shared.bytes(), ttl_ms),
-                )
+                self.redis(commands::fill_lease(
+                    &inner.conn,
+                    read_key,
+                    marker,
+                    shared.bytes(),
+                    ttl_ms,
+                ))
                 .await
             }
             // Nothing to store: let the next reader take the lease at once.
             Err(_) => self
-                .redis(inner.backend.del_if_equal(read_key, marker))
+                .redis(commands::del_if_equal(&inner.conn, read_key, marker))
                 .await
                 .map(|_| true),
         };
@@ -235,7 +248,11 @@ impl<B: Backend, C: Codec> Cache<B, C> {
             }
             Entry::Lease => {
                 let _ = self
-                    .redis(self.inner.backend.del_if_persistent(read_key, &bytes))
+                    .redis(commands::del_if_persistent(
+                        &self.inner.conn,
+                        read_key,
+                        &bytes,
+                    ))
                     .await;
                 None
             }

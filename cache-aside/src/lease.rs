@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use rand::Rng;
+use seckill_redis::Connection;
 
-use crate::backend::Backend;
+use crate::commands;
 use crate::entry;
 
 /// A fresh lease marker: the lease tag and 16 random bytes.
@@ -19,18 +20,18 @@ pub(crate) fn new_marker() -> Vec<u8> {
 }
 
 /// Releases the lease on drop unless [`LeaseGuard::disarm`] was called.
-pub(crate) struct LeaseGuard<B: Backend> {
-    backend: B,
+pub(crate) struct LeaseGuard<B: Connection> {
+    conn: B,
     key: String,
     marker: Vec<u8>,
     limit: Duration,
     armed: bool,
 }
 
-impl<B: Backend> LeaseGuard<B> {
-    pub(crate) fn new(backend: B, key: &str, marker: &[u8], limit: Duration) -> Self {
+impl<B: Connection> LeaseGuard<B> {
+    pub(crate) fn new(conn: B, key: &str, marker: &[u8], limit: Duration) -> Self {
         LeaseGuard {
-            backend,
+            conn,
             key: key.to_owned(),
             marker: marker.to_vec(),
             limit,
@@ -44,19 +45,20 @@ impl<B: Backend> LeaseGuard<B> {
     }
 }
 
-impl<B: Backend> Drop for LeaseGuard<B> {
+impl<B: Connection> Drop for LeaseGuard<B> {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
         // Best effort: without a runtime the lease simply expires.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let backend = self.backend.clone();
+            let conn = self.conn.clone();
             let key = std::mem::take(&mut self.key);
             let marker = std::mem::take(&mut self.marker);
             let limit = self.limit;
             runtime.spawn(async move {
-                let _ = tokio::time::timeout(limit, backend.del_if_equal(&key, &marker)).await;
+                let _ =
+                    tokio::time::timeout(limit, commands::del_if_equal(&conn, &key, &marker)).await;
             });
         }
     }

@@ -18,9 +18,9 @@
 //! async fn update_db(id: u64) -> Result<(), std::io::Error> { Ok(()) }
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let conn = redis::Client::open("redis://127.0.0.1:6379")?
-//!     .get_multiplexed_async_connection()
-//!     .await?;
+//! // Any topology: redis://host:port, redis+cluster://host:port,host:port,...
+//! // or redis+sentinel://host:port,.../master; or seckill_redis::fred::connect.
+//! let conn = seckill_redis::redis_rs::connect("redis://127.0.0.1:6379").await?;
 //! let cache = Cache::new(
 //!     conn,
 //!     Options::default()
@@ -56,16 +56,50 @@
 //! - **Hot keys**: an optional bounded in-process front cache
 //!   ([`Options::front_cache`]) and key replicas ([`Options::replicas`]).
 //!
-//! Features: `redis` (default; redis-rs `ConnectionManager` and
-//! `MultiplexedConnection`), `fred` (fred `Client` and `Pool`), `postcard`
-//! (the `Postcard` binary codec; JSON is the default).
+//! # Connections
+//!
+//! The cache runs on any [`Connection`] of `seckill-redis`, the one Redis
+//! layer of the seckill crates (re-exported here as [`seckill_redis`]):
+//! `seckill_redis::redis_rs::connect(url)` or `seckill_redis::fred::connect(url)`
+//! open a single server, a Redis Cluster (`redis+cluster://`) or the primary
+//! of a Sentinel group (`redis+sentinel://`), and the client types
+//! themselves (redis-rs `MultiplexedConnection`, `ConnectionManager`,
+//! `ClusterConnection`; fred `Client`, `Pool`) are connections too. Scripts
+//! run by `EVALSHA` and are reloaded by `seckill-redis` when the server
+//! lost them (a restart, a failover, `SCRIPT FLUSH`): no call fails with
+//! `NOSCRIPT`. A failed call's [`RedisError`] keeps the
+//! [`seckill_redis::Error`] as its source
+//! ([`RedisError::is_retryable`]).
+//!
+//! # Redis Cluster
+//!
+//! Every Redis call of the cache, commands and scripts alike, touches
+//! exactly one key: the cache key (or one of its copies, below). So any key
+//! name works on a cluster, each call goes to the primary of its key's
+//! slot, and no hash tag is needed. The key is used as you pass it (put
+//! your prefix into it); a hash tag in it (`{sale}:sku:7`) places the entry
+//! in the tag's slot like any Redis key, and a tag shared by many keys
+//! puts them all on one primary, which is what spreading hot keys avoids.
+//!
+//! Hot keys: [`Options::replicas`]`(n)` keeps `n` copies of each entry in
+//! `n` different slots, spread evenly over the slot space, and reads one at
+//! random, so the reads of one hot key (the flash sale's SKU) spread over
+//! the primaries. Copy names and the consistency they give are on
+//! [`Options::replicas`].
+//!
+//! # Features
+//!
+//! `redis` (default; the redis-rs adapters of `seckill-redis`), `fred` (the
+//! fred adapters), `postcard` (the `Postcard` binary codec; JSON is the
+//! default). The cache itself is client-agnostic: with neither client
+//! feature it builds, for a [`Connection`] of your own.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backend;
 mod bounded;
 mod cache;
 mod codec;
+mod commands;
 mod entry;
 mod error;
 mod fill;
@@ -74,11 +108,11 @@ mod jitter;
 mod lease;
 mod load;
 mod options;
+mod replicas;
 mod second_delete;
 mod shared;
 mod stats;
 
-pub use backend::Backend;
 pub use cache::Cache;
 #[cfg(feature = "postcard")]
 pub use codec::Postcard;
@@ -87,6 +121,9 @@ pub use entry::Cached;
 pub use error::{CodecError, ConfigError, Error, RedisError};
 pub use options::{Backfill, DeleteFailure, OnRedisError, Options};
 pub use stats::Stats;
+
+pub use seckill_redis;
+pub use seckill_redis::Connection;
 
 // The README's examples run as doc tests.
 #[cfg(doctest)]

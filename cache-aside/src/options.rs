@@ -295,7 +295,9 @@ impl Options {
     }
 
     /// Upper bound on every Redis call (default 1 s); a call that takes
-    /// longer fails with [`RedisError::Timeout`].
+    /// longer fails with [`RedisError::Timeout`]. The connection bounds each
+    /// call too ([`seckill_redis::Connection::timeout`]: 5 s unless wrapped
+    /// in [`seckill_redis::WithTimeout`]); the shorter of the two applies.
     ///
     /// Valid range: 1 ms to 60 s.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
@@ -323,11 +325,36 @@ impl Options {
         self
     }
 
-    /// Stores every key under `n` copies (`key`, `key#r1`, … `key#r{n-1}`)
-    /// and reads a random one, spreading a hot key over Redis Cluster
-    /// shards (default 1: off). Writes and invalidations touch every copy;
-    /// each copy is filled on its own miss (so a cold key costs up to `n`
-    /// loads across processes).
+    /// Keeps every entry in `n` copies, in `n` different Redis Cluster hash
+    /// slots, and reads a random one: the reads of a hot key spread over
+    /// the cluster's primaries instead of all landing on one (default 1:
+    /// off, the key itself).
+    ///
+    /// Copy names: with `n` ≥ 2, copy `i` is the key with `#j` added at the
+    /// end of the part the cluster hashes: `sku:7#j`, or `{sale}:sku:7`
+    /// becomes `{sale#j}:sku:7` (a hash tag would otherwise pin every copy
+    /// to one slot). `j` is the smallest number ≥ 0 whose slot lies in the
+    /// `i`-th of `n` equal ranges of the 16,384 slots, so the copies' slots
+    /// are always distinct and spread evenly; on a cluster whose primaries
+    /// own equal slot ranges (as `redis-cli --cluster create` makes them),
+    /// every primary holds a copy when `n` is at least twice the number of
+    /// primaries, and a multiple of it spreads them evenly. Every
+    /// process derives the same names from the key alone. Changing `n`
+    /// renames the copies: the old ones are no longer read and expire by
+    /// their TTL.
+    ///
+    /// Consistency: [`set`](crate::Cache::set) writes every copy and
+    /// [`invalidate`](crate::Cache::invalidate) deletes every copy (both
+    /// deletes of it), one copy after the other: while it runs a reader may
+    /// get the old or the new state, once it returned every copy was
+    /// written or deleted. A miss fills only the copy it read, under the
+    /// [`Backfill`] mode's rules for that copy (`SET NX`, or a lease on
+    /// that copy), so a fill racing a write behaves per copy exactly as
+    /// the mode's table says for one key. A cold key costs up to `n` loads
+    /// (one per copy; in `SetNx` mode, per process), and copies filled at
+    /// different moments may hold rows of different ages until the next
+    /// write reaches them all. Reads in one process share one load
+    /// whichever copy they read.
     ///
     /// Valid range: 1 to 64.
     pub fn replicas(mut self, n: u32) -> Self {

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use seckill_redis::Connection;
 use tokio::sync::{Notify, watch};
 
-use crate::backend::Backend;
 use crate::bounded::bounded;
+use crate::commands;
 use crate::error::RedisError;
 use crate::options::{DeleteFailure, Options};
 use crate::stats::{Counters, bump};
@@ -55,9 +56,9 @@ impl SecondDeletes {
     }
 
     /// Deletes `keys` again after `options.double_delete_delay`.
-    pub(crate) fn schedule<B: Backend>(
+    pub(crate) fn schedule<B: Connection>(
         self: &Arc<Self>,
-        backend: B,
+        conn: B,
         keys: Vec<String>,
         options: &Options,
     ) {
@@ -95,17 +96,18 @@ impl SecondDeletes {
                 () = flush => {}
             }
             for key in keys {
-                pending.0.delete_with_retries(&backend, key, &options).await;
+                pending.0.delete_with_retries(&conn, key, &options).await;
             }
         });
     }
 
-    async fn delete_with_retries<B: Backend>(&self, backend: &B, key: String, options: &Options) {
+    async fn delete_with_retries<B: Connection>(&self, conn: &B, key: String, options: &Options) {
         let mut backoff = options.delete_backoff;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match bounded(options.redis_timeout, &self.counters, backend.del(&key)).await {
+            let delete = commands::del(conn, &key);
+            match bounded(options.redis_timeout, &self.counters, delete).await {
                 Ok(()) => return,
                 Err(error) if attempts > options.delete_retries => {
                     self.give_up(key, error, attempts, options);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use seckill_cache_aside::{Backfill, Cache, Cached, Options};
-use support::{Connect, RawBytes, admin, namespace, proptest_config, pttl, raw_get};
+use support::{Connect, RawBytes, admin, namespace, proptest_config};
 
 /// The tag bytes of this format and of the 0.x one, and a zero.
 const TAG_BYTES: [u8; 7] = [0xFA, 0xFB, 0xFC, b'v', b'n', b'l', 0];
@@ -30,19 +30,15 @@ fn options(mode: Backfill) -> Options {
 /// (alone, or followed by 16 bytes, the length of a lease marker), made
 /// permanent with `PERSIST`, reads back as exactly that value.
 async fn values_starting_with_a_tag_byte_read_back(client: impl Connect) {
-    let mut admin = admin().await;
+    let admin = admin(client.topo()).await;
     for mode in [Backfill::SetNx, Backfill::Lease] {
         let cache = Cache::with_codec(client.connect().await, options(mode), RawBytes).unwrap();
         for tag in TAG_BYTES {
             for value in [vec![tag], [vec![tag], vec![7u8; 16]].concat()] {
                 let key = format!("{}:v", namespace());
                 cache.set(&key, &value).await.unwrap();
-                let _: i64 = redis::cmd("PERSIST")
-                    .arg(&key)
-                    .query_async(&mut admin)
-                    .await
-                    .unwrap();
-                assert_eq!(pttl(&mut admin, &key).await, -1, "no TTL now");
+                admin.persist(&key).await;
+                assert_eq!(admin.pttl(&key).await, -1, "no TTL now");
                 assert_eq!(
                     cache.peek::<Vec<u8>>(&key).await.unwrap(),
                     Cached::Value(value.clone()),
@@ -55,11 +51,7 @@ async fn values_starting_with_a_tag_byte_read_back(client: impl Connect) {
                     .await
                     .unwrap();
                 assert_eq!(got, Some(value.clone()), "{mode:?}");
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async(&mut admin)
-                    .await
-                    .unwrap();
+                admin.del(&key).await;
             }
         }
         assert_eq!(cache.stats().loads, 0, "{mode:?}");
@@ -73,7 +65,7 @@ async fn values_starting_with_a_tag_byte_read_back(client: impl Connect) {
 /// loaded on every read (the `SET NX` was always refused), Lease mode
 /// answered `LeaseBusy` forever.
 async fn foreign_bytes_without_ttl_are_a_miss_not_a_lease(client: impl Connect) {
-    let mut admin = admin().await;
+    let admin = admin(client.topo()).await;
     let mut foreign: Vec<Vec<u8>> = vec![
         b"lemon".to_vec(),
         b"l".to_vec(),
@@ -93,12 +85,7 @@ async fn foreign_bytes_without_ttl_are_a_miss_not_a_lease(client: impl Connect) 
         for bytes in &foreign {
             let key = format!("{}:foreign", namespace());
             let cache = Cache::new(client.connect().await, options(mode)).unwrap();
-            let _: () = redis::cmd("SET")
-                .arg(&key)
-                .arg(&bytes[..])
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            admin.set(&key, bytes).await;
             let loads = AtomicUsize::new(0);
             let load = || async {
                 loads.fetch_add(1, Ordering::SeqCst);
@@ -118,21 +105,17 @@ async fn foreign_bytes_without_ttl_are_a_miss_not_a_lease(client: impl Connect) 
                 "{mode:?} {bytes:?}"
             );
             assert_eq!(
-                raw_get(&mut admin, &key).await.unwrap(),
+                admin.get(&key).await.unwrap(),
                 [&[0xFA][..], b"\"fresh\""].concat(),
                 "{mode:?} {bytes:?}"
             );
-            assert!(pttl(&mut admin, &key).await > 0, "{mode:?} {bytes:?}");
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            assert!(admin.pttl(&key).await > 0, "{mode:?} {bytes:?}");
+            admin.del(&key).await;
         }
     }
 }
 
-both_clients!(
+on_every_topology!(async:
     values_starting_with_a_tag_byte_read_back,
     foreign_bytes_without_ttl_are_a_miss_not_a_lease,
 );
@@ -153,12 +136,12 @@ fn payloads() -> impl Strategy<Value = Vec<u8>> {
 /// or backfilled by a load, optionally made permanent with `PERSIST`, reads
 /// back as exactly those bytes (`peek` and `get_or_load`, no load), in both
 /// modes, and Redis holds the value tag followed by exactly those bytes.
-fn any_bytes_round_trip<C: Connect>(client: C) {
+fn prop_any_bytes_round_trip<C: Connect>(client: C) {
     let rt = support::runtime();
     let conn = rt.block_on(client.connect());
-    let admin_conn = rt.block_on(admin());
+    let admin = rt.block_on(admin(client.topo()));
     let ns = namespace();
-    let mut runner = TestRunner::new(proptest_config(64));
+    let mut runner = TestRunner::new(proptest_config(support::scaled(client.topo(), 64)));
     let strategy = (
         prop_oneof![Just(Backfill::SetNx), Just(Backfill::Lease)],
         payloads(),
@@ -167,7 +150,6 @@ fn any_bytes_round_trip<C: Connect>(client: C) {
     );
     let result = runner.run(&strategy, |(mode, payload, via_load, persist)| {
         rt.block_on(async {
-            let mut admin = admin_conn.clone();
             let cache = Cache::with_codec(conn.clone(), options(mode), RawBytes).unwrap();
             let key = format!("{ns}:{}", uuid::Uuid::new_v4().simple());
             if via_load {
@@ -181,14 +163,10 @@ fn any_bytes_round_trip<C: Connect>(client: C) {
                 cache.set(&key, &payload).await.unwrap();
             }
             if persist {
-                let _: i64 = redis::cmd("PERSIST")
-                    .arg(&key)
-                    .query_async(&mut admin)
-                    .await
-                    .unwrap();
+                admin.persist(&key).await;
             }
             prop_assert_eq!(
-                raw_get(&mut admin, &key).await,
+                admin.get(&key).await,
                 Some([&[0xFA][..], &payload[..]].concat())
             );
             prop_assert_eq!(
@@ -203,27 +181,12 @@ fn any_bytes_round_trip<C: Connect>(client: C) {
                 .unwrap();
             prop_assert_eq!(got, Some(payload.clone()));
             prop_assert_eq!(cache.stats().loads, u64::from(via_load));
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            admin.del(&key).await;
             Ok(())
         })
     });
-    let mut admin = admin_conn.clone();
-    rt.block_on(support::delete_under(&mut admin, &ns));
+    rt.block_on(admin.delete_under(&ns));
     result.unwrap();
 }
 
-#[cfg(feature = "redis")]
-#[test]
-fn prop_any_bytes_round_trip_redis_rs() {
-    any_bytes_round_trip(support::RedisRs);
-}
-
-#[cfg(feature = "fred")]
-#[test]
-fn prop_any_bytes_round_trip_fred() {
-    any_bytes_round_trip(support::Fred);
-}
+on_every_topology!(sync: prop_any_bytes_round_trip);

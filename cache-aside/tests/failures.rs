@@ -1,6 +1,7 @@
-//! Failures of a real Redis: refused commands (ACL) for the second delete,
-//! a connection that is cut or stalls (a TCP proxy in front of Redis) for
-//! reads, and dropping the cache with deletes pending.
+//! Failures of a real Redis: refused commands (ACL, on every node of the
+//! topology) for the second delete, a connection that is cut or stalls (a
+//! TCP proxy in front of a deployment of the test's own: see
+//! `support::Faulty`) for reads, and dropping the cache with deletes pending.
 
 // Every test here needs a client adapter.
 #![cfg(any(feature = "redis", feature = "fred"))]
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use seckill_cache_aside::{Cache, Cached, DeleteFailure, Error, OnRedisError, Options, RedisError};
-use support::{AclUser, Connect, Mode, Proxy, admin, exists, namespace};
+use support::{AclUser, Connect, Faulty, Mode, admin, namespace};
 
 /// A cache whose user may not DEL, with `retries` second-delete retries;
 /// final failures are collected in the returned list.
@@ -28,7 +29,7 @@ async fn cache_without_del<C: Connect>(
     Arc<Mutex<Vec<DeleteFailure>>>,
 ) {
     let ns = namespace();
-    let user = AclUser::create(&ns, &["-del"]).await;
+    let user = AclUser::create(client.topo(), &ns, &["-del"]).await;
     let failures = Arc::new(Mutex::new(Vec::<DeleteFailure>::new()));
     let seen = failures.clone();
     let cache = Cache::new(
@@ -47,6 +48,7 @@ async fn cache_without_del<C: Connect>(
 async fn second_delete_survives_a_transient_error(client: impl Connect) {
     let (cache, key, user, failures) =
         cache_without_del(client, 20, Duration::from_millis(5)).await;
+    let admin = admin(client.topo()).await;
     cache.set(&key, &"stale".to_string()).await.unwrap();
 
     let first = cache.invalidate(&key).await;
@@ -61,11 +63,7 @@ async fn second_delete_survives_a_transient_error(client: impl Connect) {
     user.rule("+del").await;
     cache.flush_deletes().await;
 
-    let mut admin = admin().await;
-    assert!(
-        !exists(&mut admin, &key).await,
-        "the retried delete went through"
-    );
+    assert!(!admin.exists(&key).await, "the retried delete went through");
     let stats = cache.stats();
     assert_eq!((stats.delete_failures, stats.pending_deletes), (0, 0));
     assert!(failures.lock().unwrap().is_empty());
@@ -111,9 +109,9 @@ async fn dropping_the_cache_keeps_pending_deletes(client: impl Connect) {
         .await
         .unwrap();
     drop(cache);
-    let mut admin = admin().await;
+    let admin = admin(client.topo()).await;
     support::eventually("the second delete ran after the drop", async || {
-        !exists(&mut admin, &key).await
+        !admin.exists(&key).await
     })
     .await;
 }
@@ -122,7 +120,7 @@ async fn dropping_the_cache_keeps_pending_deletes(client: impl Connect) {
 /// back to the loader and count it; writes report the error; no panic.
 async fn redis_down_falls_back_to_the_loader(client: impl Connect) {
     let key = format!("{}:k", namespace());
-    let proxy = Proxy::start().await;
+    let proxy = Faulty::start(client.topo()).await;
     let cache = Cache::new(
         client.at(&proxy.url).await,
         Options::default().redis_timeout(Duration::from_millis(300)),
@@ -146,7 +144,7 @@ async fn redis_down_falls_back_to_the_loader(client: impl Connect) {
 /// Requirement 6: with `OnRedisError::Fail`, the loader is left alone.
 async fn redis_down_fails_when_asked_to(client: impl Connect) {
     let key = format!("{}:k", namespace());
-    let proxy = Proxy::start().await;
+    let proxy = Faulty::start(client.topo()).await;
     let cache = Cache::new(
         client.at(&proxy.url).await,
         Options::default()
@@ -167,7 +165,7 @@ async fn redis_down_fails_when_asked_to(client: impl Connect) {
 /// broken build from hanging the suite).
 async fn stalled_redis_is_bounded_by_the_timeout(client: impl Connect) {
     let key = format!("{}:k", namespace());
-    let proxy = Proxy::start().await;
+    let proxy = Faulty::start(client.topo()).await;
     let cache = Cache::new(
         client.at(&proxy.url).await,
         Options::default().redis_timeout(Duration::from_millis(100)),
@@ -188,7 +186,8 @@ async fn stalled_redis_is_bounded_by_the_timeout(client: impl Connect) {
 }
 
 /// Pending second deletes are bounded: with `max_pending_deletes(3)`, three
-/// thousand invalidations of distinct keys keep three pending; the rest
+/// thousand invalidations of distinct keys (750 on a cluster or Sentinel)
+/// keep three pending; the rest
 /// still delete at once and are reported, never queued without bound.
 async fn pending_second_deletes_are_bounded(client: impl Connect) {
     let ns = namespace();
@@ -202,18 +201,20 @@ async fn pending_second_deletes_are_bounded(client: impl Connect) {
             .on_delete_failure(move |f| seen.lock().unwrap().push(f.clone())),
     )
     .unwrap();
-    let mut admin = admin().await;
-    for i in 0..3000 {
+    let admin = admin(client.topo()).await;
+    let keys = support::scaled(client.topo(), 3000);
+    for i in 0..keys {
         let key = format!("{ns}:{i}");
         cache.set(&key, &i).await.unwrap();
         cache.invalidate(&key).await.unwrap();
-        assert!(!exists(&mut admin, &key).await, "first delete of {key}");
+        assert!(!admin.exists(&key).await, "first delete of {key}");
     }
     let stats = cache.stats();
-    assert_eq!((stats.pending_deletes, stats.delete_failures), (3, 2997));
+    let over = u64::from(keys - 3);
+    assert_eq!((stats.pending_deletes, stats.delete_failures), (3, over));
     {
         let failures = failures.lock().unwrap();
-        assert_eq!(failures.len(), 2997);
+        assert_eq!(failures.len() as u64, over);
         assert!(failures.iter().all(|f| f.attempts == 0));
         assert_eq!(failures[0].key, format!("{ns}:3"));
     }
@@ -221,7 +222,7 @@ async fn pending_second_deletes_are_bounded(client: impl Connect) {
     assert_eq!(cache.stats().pending_deletes, 0);
 }
 
-both_clients!(
+on_every_topology!(async:
     pending_second_deletes_are_bounded,
     second_delete_survives_a_transient_error,
     second_delete_final_failure_is_reported,

@@ -1,4 +1,6 @@
-//! Property tests through the real cache on the real Redis (both clients):
+//! Property tests through the real cache on the real Redis (both clients,
+//! every topology: the full case count on the single server, a quarter on
+//! the Cluster and the Sentinel group, see `support::scaled`):
 //! random valid options and random operation sequences, checked against the
 //! crate's guarantees; random invalid options, always rejected. Reproducible:
 //! see `support::proptest_config` (seed `PROPTEST_RNG_SEED`, cases
@@ -17,7 +19,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use seckill_cache_aside::{Backfill, Cache, Options};
-use support::{Connect, admin, namespace, proptest_config, pttl};
+use support::{Connect, Topo, admin, namespace, proptest_config};
 
 const MS: u64 = 1;
 const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
@@ -116,19 +118,19 @@ fn ops(keys: usize) -> impl Strategy<Value = Vec<Op>> {
 /// Runs `body` over `cases` cases of `strategy`, each on a runtime, then
 /// deletes the namespace's keys.
 fn run<S: Strategy>(
+    topo: Topo,
     cases: u32,
     strategy: S,
     body: impl Fn(S::Value, String) -> Result<(), TestCaseError> + Sync,
 ) where
     S::Value: std::fmt::Debug,
 {
-    let mut runner = TestRunner::new(proptest_config(cases));
+    let mut runner = TestRunner::new(proptest_config(support::scaled(topo, cases)));
     let ns = namespace();
     let result = runner.run(&strategy, |value| body(value, ns.clone()));
     let rt = support::runtime();
     rt.block_on(async {
-        let mut admin = admin().await;
-        support::delete_under(&mut admin, &ns).await;
+        admin(topo).await.delete_under(&ns).await;
     });
     result.unwrap();
 }
@@ -140,9 +142,9 @@ fn run<S: Strategy>(
 fn every_written_key_has_a_ttl<C: Connect>(client: C) {
     let rt = support::runtime();
     let conn = rt.block_on(client.connect());
-    run(24, (valid(), ops(3)), |(valid, ops), ns| {
+    let admin = rt.block_on(admin(client.topo()));
+    run(client.topo(), 24, (valid(), ops(3)), |(valid, ops), ns| {
         rt.block_on(async {
-            let mut admin = admin().await;
             let prefix = format!("{ns}:{}:", uuid::Uuid::new_v4().simple());
             let cache = Cache::new(conn.clone(), valid.options()).unwrap();
             for op in &ops {
@@ -166,8 +168,8 @@ fn every_written_key_has_a_ttl<C: Connect>(client: C) {
             }
             let longest = valid.ttl.max(valid.not_found_ttl).max(valid.lease_ttl);
             let bound = (longest.as_millis() as f64 * (1.0 + valid.jitter)).ceil() as i64 + 1;
-            for key in support::keys_under(&mut admin, &prefix).await {
-                let left = pttl(&mut admin, &key).await;
+            for key in admin.keys_under(&prefix).await {
+                let left = admin.pttl(&key).await;
                 // -2: a 1 ms TTL expired between SCAN and PTTL.
                 prop_assert!(
                     left == -2 || (left >= 0 && left <= bound),
@@ -195,6 +197,7 @@ fn cache_follows_the_database<C: Connect>(client: C) {
         ops(3),
     );
     run(
+        client.topo(),
         32,
         strategy,
         |(mode, jitter, front, second_delete, ops), ns| {
@@ -262,6 +265,7 @@ fn one_load_per_key_under_concurrent_misses<C: Connect>(client: C) {
     let rt = support::runtime();
     let conn = rt.block_on(client.connect());
     run(
+        client.topo(),
         6,
         (modes(), 1usize..=4, 1000usize..=3000),
         |(mode, keys, tasks), ns| {
@@ -304,20 +308,7 @@ fn one_load_per_key_under_concurrent_misses<C: Connect>(client: C) {
     );
 }
 
-macro_rules! for_both_clients {
-    ($($name:ident),* $(,)?) => {
-        #[cfg(feature = "redis")]
-        mod redis_rs {
-            $(#[test] fn $name() { super::$name(super::support::RedisRs); })*
-        }
-        #[cfg(feature = "fred")]
-        mod fred {
-            $(#[test] fn $name() { super::$name(super::support::Fred); })*
-        }
-    };
-}
-
-for_both_clients!(
+on_every_topology!(sync:
     every_written_key_has_a_ttl,
     cache_follows_the_database,
     one_load_per_key_under_concurrent_misses,
@@ -452,7 +443,8 @@ fn invalid_options_are_rejected() {
     let rt = support::runtime();
     #[cfg(feature = "redis")]
     rt.block_on(async {
-        let conn = support::redis_rs().await;
+        use support::Connect;
+        let conn = support::RedisRs(Topo::Single).connect().await;
         let error = Cache::new(conn, Options::default().ttl(Duration::MAX)).unwrap_err();
         assert_eq!(error.field, "ttl");
     });

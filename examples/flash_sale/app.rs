@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +43,7 @@ pub enum StartError {
         /// The URL tried.
         url: String,
         /// The error.
-        source: redis::RedisError,
+        source: seckill::redis::Error,
     },
     /// MySQL refused, is unreachable, or a migration failed.
     #[error("MySQL at {url}: {source} (is MariaDB running? `bash scripts/services.sh` starts it)")]
@@ -70,8 +69,8 @@ pub enum StartError {
 /// Connections to Redis, MySQL and Kafka.
 #[derive(Clone)]
 pub struct Backends {
-    /// Redis.
-    pub redis: ConnectionManager,
+    /// Redis: one server, a Cluster or a Sentinel group's primary.
+    pub redis: crate::redis::Redis,
     /// The stock ledger on `redis`.
     pub stock: RedisStock,
     /// MySQL, migrated.
@@ -111,8 +110,12 @@ impl Backends {
                 url: services.redis_url.clone(),
                 source,
             })?;
-        let stock = RedisStock::new(redis.clone(), &services.namespace)
-            .map_err(|e| StartError::Config(format!("namespace: {e}")))?;
+        let stock = RedisStock::new(
+            redis.clone(),
+            &services.namespace,
+            usize::from(services.stock_buckets),
+        )
+        .map_err(|e| StartError::Config(format!("namespace or stock buckets: {e}")))?;
         let auth_secret: Vec<u8> = match &services.auth_secret {
             Some(secret) => secret.as_bytes().to_vec(),
             None => rand::random::<[u8; 32]>().to_vec(),
@@ -335,6 +338,7 @@ impl Running {
             backends.redis.clone(),
             &backends.services.namespace,
             backends.store.clone(),
+            u32::from(backends.services.sku_cache_replicas),
         )
         .map_err(|e| StartError::Config(format!("SKU cache: {e}")))?;
         let stats = catalog.clone();

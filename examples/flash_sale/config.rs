@@ -47,7 +47,10 @@ pub enum Command {
 /// Addresses of Redis, MySQL and Kafka, the HTTP listener and the admin token.
 #[derive(Debug, Clone, Args)]
 pub struct Services {
-    /// Redis URL.
+    /// Redis URL: one server (`redis://host:port`), a Redis Cluster
+    /// (`redis+cluster://host:port,host:port,…`, or several `redis://` URLs
+    /// separated by commas) or a Sentinel group
+    /// (`redis+sentinel://host:port,…/master-name`).
     #[arg(
         long,
         global = true,
@@ -55,6 +58,28 @@ pub struct Services {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// Buckets each SKU's stock is split over (1 to 64): on a Redis Cluster,
+    /// one per primary spreads a hot SKU over the cluster instead of one
+    /// shard. Every instance of a sale must use the same count.
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_STOCK_BUCKETS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub stock_buckets: u16,
+    /// Copies of each cached SKU (1 to 64), their keys in different hash
+    /// slots: on a Redis Cluster, the reads of a hot SKU spread over the
+    /// primaries; writes and invalidations reach every copy.
+    #[arg(
+        long,
+        global = true,
+        env = "SECKILL_SKU_CACHE_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub sku_cache_replicas: u16,
     /// MySQL/MariaDB URL.
     #[arg(
         long,

@@ -163,6 +163,8 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
         ..
     } = &topology
     {
+        // The data nodes' credentials; Sentinels are asked without any
+        // (fred's `sentinel-auth` keeps the two apart).
         let (user, password) = c.split_once(':').unwrap_or(("", c));
         config.username = (!user.is_empty()).then(|| user.to_owned());
         config.password = Some(password.to_owned());

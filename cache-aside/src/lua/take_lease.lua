@@ -12,7 +12,9 @@
 -- another caller's live lease (lease-shaped and with a TTL). Anything else
 -- (no key, the 0.x format, foreign bytes, a lease-shaped entry without a
 -- TTL, which this crate never writes) is a miss: ARGV[1] is stored with a
--- TTL of ARGV[2] ms and nil is returned, meaning "the lease is yours".
+-- TTL of ARGV[2] ms and nil is returned, meaning "the lease is yours"
+-- (Lua nil: a null reply in RESP2 and RESP3 alike, where `false` would be
+-- a RESP3 boolean).
 local current = redis.call('GET', KEYS[1])
 if current then
   local tag = string.sub(current, 1, 1)
@@ -25,4 +27,4 @@ if current then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
+return nil

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use seckill::stock_lua::{Connection, StockStore};
+use seckill::stock_lua::{Connection, ShardedStock};
 use sqlx::MySqlPool;
 
 /// How the wait ended.
@@ -58,7 +58,7 @@ impl DrainEnd {
 /// MySQL fails.
 pub async fn wait<C: Connection>(
     db: &MySqlPool,
-    stock: &StockStore<C>,
+    stock: &ShardedStock<C>,
     sku: u64,
     queued: &HashSet<String>,
     timeout: Duration,

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use seckill::stock_lua::StockStore;
+use seckill::stock_lua::ShardedStock;
 use sqlx::MySqlPool;
 
 /// One order row of the SKU.
@@ -50,7 +50,7 @@ impl Readback {
     /// MySQL or Redis fails.
     pub async fn read<C: seckill::stock_lua::Connection>(
         db: &MySqlPool,
-        stock: &StockStore<C>,
+        stock: &ShardedStock<C>,
         sku: u64,
     ) -> Result<Self, ReadError> {
         let orders = sqlx::query_as::<_, OrderRecord>(

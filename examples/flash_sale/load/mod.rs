@@ -22,7 +22,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use seckill::stock_lua::StockStore;
+use seckill::stock_lua::ShardedStock;
 use serde_json::json;
 use sqlx::mysql::MySqlPoolOptions;
 
@@ -140,8 +140,12 @@ pub async fn run(
     let redis = crate::redis::connect(&services.redis_url)
         .await
         .map_err(|e| redis_error(e.to_string()))?;
-    let stock =
-        StockStore::new(redis, &services.namespace).map_err(|e| redis_error(e.to_string()))?;
+    let stock = ShardedStock::new(
+        redis,
+        &services.namespace,
+        usize::from(services.stock_buckets),
+    )
+    .map_err(|e| redis_error(e.to_string()))?;
 
     let (seed, fresh_sku) = seed_and_sku();
     let sku_id = settings.sku_id.unwrap_or(fresh_sku);

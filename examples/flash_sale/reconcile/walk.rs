@@ -39,10 +39,11 @@ pub(super) struct Walker {
     grace: Duration,
     direct_after: Duration,
     pub(super) metrics: Arc<Metrics>,
-    /// Per SKU, the id of the last entry of the resolved prefix of its log.
-    cursors: HashMap<u64, String>,
-    /// Per SKU, the cursor the log was last trimmed up to.
-    trimmed: HashMap<u64, String>,
+    /// Per SKU and stock bucket (each bucket has its own log), the id of
+    /// the last entry of the resolved prefix of that log.
+    cursors: HashMap<(u64, usize), String>,
+    /// Per SKU and bucket, the cursor the log was last trimmed up to.
+    trimmed: HashMap<(u64, usize), String>,
     /// Request ids due for a republish and not yet resolved.
     pub(super) republished: HashMap<String, Republished>,
     /// The stock rebuild after a Redis data loss, and the calibration.
@@ -137,20 +138,23 @@ impl Walker {
         self.rebuild_missing_stock(&skus).await?;
         let mut report = PassReport::default();
         let mut kafka = Kafka::Up;
-        for sku in skus {
+        let logs = skus
+            .iter()
+            .flat_map(|&sku| (0..self.stock.buckets()).map(move |bucket| (sku, bucket)));
+        for log in logs.collect::<Vec<_>>() {
             if stop.is_cancelled() {
                 break;
             }
-            let mut cursor = self.cursors.get(&sku).cloned();
+            let mut cursor = self.cursors.get(&log).cloned();
             let walked = self
-                .walk_sku(sku, fence, stop, &mut cursor, &mut report, &mut kafka)
+                .walk_sku(log, fence, stop, &mut cursor, &mut report, &mut kafka)
                 .await;
             // Keep what was resolved, also when the walk failed.
             if let Some(cursor) = cursor {
-                self.cursors.insert(sku, cursor);
+                self.cursors.insert(log, cursor);
             }
             walked?;
-            self.trim(sku, &mut report).await?;
+            self.trim(log, &mut report).await?;
         }
         // Forget deductions not seen for long (their SKU is gone).
         let forget = self.again_after().max(self.direct_after) * 100;
@@ -171,12 +175,12 @@ impl Walker {
         Ok(())
     }
 
-    /// Walks one SKU's log from `cursor` up to the first entry younger than
-    /// the grace period (or [`MAX_UNRESOLVED_PER_PASS`]), moving `cursor`
-    /// over the resolved prefix.
+    /// Walks one SKU's log in one bucket from `cursor` up to the first
+    /// entry younger than the grace period (or [`MAX_UNRESOLVED_PER_PASS`]),
+    /// moving `cursor` over the resolved prefix.
     async fn walk_sku(
         &mut self,
-        sku: u64,
+        (sku, bucket): (u64, usize),
         fence: &Fence,
         stop: &CancellationToken,
         cursor: &mut Option<String>,
@@ -193,7 +197,10 @@ impl Walker {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let page = self.stock.log(sku, read_after.as_deref(), PAGE).await?;
+            let page = self
+                .stock
+                .log(sku, bucket, read_after.as_deref(), PAGE)
+                .await?;
             let now_ms = now_ms();
             // The entries past the grace period (the log is in time order).
             let ripe = page
@@ -349,20 +356,25 @@ impl Walker {
         self.grace.max(REPUBLISH_AGAIN_AFTER)
     }
 
-    /// Trims `sku`'s log up to and including its cursor, once per cursor.
-    async fn trim(&mut self, sku: u64, report: &mut PassReport) -> Result<(), ReconcileError> {
-        let Some(cursor) = self.cursors.get(&sku) else {
+    /// Trims one SKU's log in one bucket up to and including its cursor,
+    /// once per cursor.
+    async fn trim(
+        &mut self,
+        (sku, bucket): (u64, usize),
+        report: &mut PassReport,
+    ) -> Result<(), ReconcileError> {
+        let Some(cursor) = self.cursors.get(&(sku, bucket)) else {
             return Ok(());
         };
-        if self.trimmed.get(&sku) == Some(cursor) {
+        if self.trimmed.get(&(sku, bucket)) == Some(cursor) {
             return Ok(());
         }
         let cursor = cursor.clone();
         // `trim_log` keeps ids at or above its bound: the next possible id
         // after the cursor drops the cursor's entry too.
         let before = next_id(&cursor).unwrap_or_else(|| cursor.clone());
-        let n = self.stock.trim_log(sku, &before).await?;
-        self.trimmed.insert(sku, cursor);
+        let n = self.stock.trim_log(sku, bucket, &before).await?;
+        self.trimmed.insert((sku, bucket), cursor);
         report.trimmed += n;
         self.metrics.reconciler_trimmed.inc_by(n);
         if n > 0 {

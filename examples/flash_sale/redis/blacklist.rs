@@ -3,17 +3,20 @@
 //! the version only if the set changed); each instance polls the version
 //! and reloads the lists when it moved ([`keep_fresh`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use seckill::redis::{Arg, Script, Value};
 use tokio_util::sync::CancellationToken;
+
+use super::Redis;
 
 use crate::domain::blacklist::{Blacklist, Entries, ListKind, MAX_ENTRIES};
 
 /// KEYS: the list's set, the version. ARGV: the value, the largest size.
 /// Returns 1 added, 0 already there, -1 the list is full.
-const ADD: &str = r"
+static ADD: LazyLock<Script> = LazyLock::new(|| Script::new(ADD_LUA));
+const ADD_LUA: &str = r"
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -22,11 +25,21 @@ return 1
 ";
 
 /// KEYS: the list's set, the version. ARGV: the value. Returns 1 removed, 0 absent.
-const REMOVE: &str = r"
+static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_LUA));
+const REMOVE_LUA: &str = r"
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('INCR', KEYS[2])
 return 1
 ";
+
+/// KEYS: the version, the users', IPs' and devices' sets (one hash tag).
+/// Returns { version or false, users, ips, devices }: one consistent read.
+static LOAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "return { redis.call('GET', KEYS[1]), redis.call('SMEMBERS', KEYS[2]), \
+         redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4]) }",
+    )
+});
 
 /// What an add did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +59,22 @@ pub enum BlacklistError {
     /// Redis failed; the change may or may not have happened (retry: both
     /// changes are idempotent).
     #[error("Redis failed: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] seckill::redis::Error),
 }
 
 /// The lists of one sale namespace on Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct BlacklistStore {
-    redis: ConnectionManager,
+    redis: Redis,
     prefix: Arc<str>,
-    add: Arc<redis::Script>,
-    remove: Arc<redis::Script>,
 }
 
 impl BlacklistStore {
     /// The lists of `namespace`.
-    pub fn new(redis: ConnectionManager, namespace: &str) -> Self {
+    pub fn new(redis: Redis, namespace: &str) -> Self {
         Self {
             redis,
             prefix: format!("flash-sale:{{{namespace}}}:blacklist:").into(),
-            add: Arc::new(redis::Script::new(ADD)),
-            remove: Arc::new(redis::Script::new(REMOVE)),
         }
     }
 
@@ -83,17 +92,17 @@ impl BlacklistStore {
     ///
     /// The list is full, or Redis failed.
     pub async fn add(&self, kind: ListKind, value: &str) -> Result<Added, BlacklistError> {
-        let answer: i64 = self
-            .add
-            .key(self.key(kind))
-            .key(self.version_key())
-            .arg(value)
-            .arg(MAX_ENTRIES)
-            .invoke_async(&mut self.redis.clone())
+        let (list, version) = (self.key(kind), self.version_key());
+        let answer = ADD
+            .run(
+                &self.redis,
+                &[&list, &version],
+                &[Arg::Str(value), Arg::UInt(MAX_ENTRIES)],
+            )
             .await?;
-        match answer {
-            1 => Ok(Added::New),
-            0 => Ok(Added::Already),
+        match answer.as_int() {
+            Some(1) => Ok(Added::New),
+            Some(0) => Ok(Added::Already),
             _ => Err(BlacklistError::Full(kind)),
         }
     }
@@ -104,14 +113,11 @@ impl BlacklistStore {
     ///
     /// Redis failed.
     pub async fn remove(&self, kind: ListKind, value: &str) -> Result<bool, BlacklistError> {
-        let removed: i64 = self
-            .remove
-            .key(self.key(kind))
-            .key(self.version_key())
-            .arg(value)
-            .invoke_async(&mut self.redis.clone())
+        let (list, version) = (self.key(kind), self.version_key());
+        let removed = REMOVE
+            .run(&self.redis, &[&list, &version], &[Arg::Str(value)])
             .await?;
-        Ok(removed == 1)
+        Ok(removed.as_int() == Some(1))
     }
 
     /// The version of the lists (0 before the first change).
@@ -119,12 +125,13 @@ impl BlacklistStore {
     /// # Errors
     ///
     /// Redis failed.
-    pub async fn version(&self) -> Result<u64, redis::RedisError> {
-        let version: Option<u64> = redis::cmd("GET")
-            .arg(self.version_key())
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(version.unwrap_or(0))
+    pub async fn version(&self) -> Result<u64, seckill::redis::Error> {
+        let version =
+            seckill::redis::command(&self.redis, "GET", &[&self.version_key()], &[]).await?;
+        Ok(version
+            .as_int()
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0))
     }
 
     /// The lists and their version, read in one transaction; malformed
@@ -133,18 +140,34 @@ impl BlacklistStore {
     /// # Errors
     ///
     /// Redis failed.
-    pub async fn load(&self) -> Result<(u64, Entries, usize), redis::RedisError> {
-        let (version, users, ips, devices): (Option<u64>, Vec<String>, Vec<String>, Vec<String>) =
-            redis::pipe()
-                .atomic()
-                .get(self.version_key())
-                .smembers(self.key(ListKind::Users))
-                .smembers(self.key(ListKind::Ips))
-                .smembers(self.key(ListKind::Devices))
-                .query_async(&mut self.redis.clone())
-                .await?;
+    pub async fn load(&self) -> Result<(u64, Entries, usize), seckill::redis::Error> {
+        let keys = [
+            self.version_key(),
+            self.key(ListKind::Users),
+            self.key(ListKind::Ips),
+            self.key(ListKind::Devices),
+        ];
+        let keys = keys.each_ref().map(String::as_str);
+        let reply = LOAD.run(&self.redis, &keys, &[]).await?;
+        let Value::Array(parts) = reply else {
+            return Err(seckill::redis::Error::UnexpectedReply(format!(
+                "the blacklist read answered {reply:?}"
+            )));
+        };
+        let mut parts = parts.into_iter();
+        let version = parts.next().and_then(|v| v.as_int()).unwrap_or(0);
+        let mut list = || -> Vec<String> {
+            match parts.next() {
+                Some(Value::Array(members)) => members
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let (users, ips, devices) = (list(), list(), list());
         let (entries, skipped) = Entries::from_record(&users, &ips, &devices);
-        Ok((version.unwrap_or(0), entries, skipped))
+        Ok((u64::try_from(version).unwrap_or(0), entries, skipped))
     }
 
     /// Loads the lists into `copy` now.
@@ -152,7 +175,7 @@ impl BlacklistStore {
     /// # Errors
     ///
     /// Redis failed; `copy` is unchanged.
-    pub async fn load_into(&self, copy: &Blacklist) -> Result<u64, redis::RedisError> {
+    pub async fn load_into(&self, copy: &Blacklist) -> Result<u64, seckill::redis::Error> {
         let (version, entries, skipped) = self.load().await?;
         if skipped > 0 {
             tracing::warn!(skipped, "malformed blacklist entries in Redis were skipped");
@@ -185,7 +208,7 @@ pub async fn keep_fresh(
             if seen != Some(version) {
                 seen = Some(store.load_into(&copy).await?);
             }
-            Ok::<(), redis::RedisError>(())
+            Ok::<(), seckill::redis::Error>(())
         }
         .await;
         match refreshed {

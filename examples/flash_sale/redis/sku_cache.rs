@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use seckill::cache_aside::{Backfill, Cache, Error, Options, Stats};
 
+use super::Redis;
 use crate::domain::ports::{Catalog, Cause, Service, Unavailable};
 use crate::domain::sku::Sku;
 use crate::protection::GuardError;
@@ -19,24 +19,29 @@ use crate::store::Store;
 /// SKUs through the Redis cache. Cheap to clone.
 #[derive(Clone)]
 pub struct SkuCatalog {
-    cache: Cache<ConnectionManager>,
+    cache: Cache<Redis>,
     /// Carries the namespace and the version of the cached shape.
     prefix: Arc<str>,
     store: Store,
 }
 
 impl SkuCatalog {
-    /// The catalog of `store`, cached on `redis` under `namespace`.
+    /// The catalog of `store`, cached on `redis` under `namespace`, each
+    /// entry in `replicas` copies whose keys land in different slots (on a
+    /// Redis Cluster, different primaries share a hot SKU's reads).
     ///
     /// # Errors
     ///
-    /// When a cache setting is out of its range (a bug in these constants).
+    /// When a cache setting is out of its range (`replicas` outside 1 to
+    /// 64, or a bug in these constants).
     pub fn new(
-        redis: ConnectionManager,
+        redis: Redis,
         namespace: &str,
         store: Store,
+        replicas: u32,
     ) -> Result<Self, seckill::cache_aside::ConfigError> {
         let options = Options::default()
+            .replicas(replicas)
             .ttl(Duration::from_secs(300))
             .jitter(0.2)
             .not_found_ttl(Duration::from_secs(5))

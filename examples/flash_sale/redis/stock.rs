@@ -9,12 +9,13 @@
 //! may have run: its client retries with the same request id, and the
 //! script's request-id dedup replays the first answer.
 
-use redis::aio::ConnectionManager;
 use seckill::overload::adaptive::Outcome as Sample;
 use seckill::overload::breaker::Outcome as Health;
 use seckill::stock_lua::{
-    Decision, Deduction as LuaDeduction, Error, LogEntry, Outcome, RestoredGrant, StockStore,
+    Decision, Deduction as LuaDeduction, Error, LogEntry, Outcome, RestoredGrant, ShardedStock,
 };
+
+use super::Redis;
 
 use crate::domain::order::{Decided, FailReason};
 use crate::domain::ports::{Cause, Deduction, Service, StockLedger, Unavailable};
@@ -25,10 +26,12 @@ use crate::protection::{GuardError, Protection};
 /// Log entries read per Redis call by [`RedisStock::whole_log`].
 pub const LOG_PAGE: usize = 1_000;
 
-/// The stock of every SKU, in one Redis namespace. Cheap to clone.
+/// The stock of every SKU, in one Redis namespace, each SKU's stock split
+/// over `--stock-buckets` buckets (one per Cluster primary spreads a hot
+/// SKU over the cluster; 1 on a single server). Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStock {
-    store: StockStore<ConnectionManager>,
+    store: ShardedStock<Redis>,
     /// The buy path's breaker and adaptive limit; `None`: unprotected.
     protection: Option<Protection>,
 }
@@ -45,16 +48,24 @@ pub enum RefundError {
 }
 
 impl RedisStock {
-    /// The ledger in `namespace` (the Redis Cluster hash tag of its keys).
+    /// The ledger in `namespace` over `buckets` buckets (1 to 64; one
+    /// bucket's keys carry the namespace as their Redis Cluster hash tag).
     ///
     /// # Errors
     ///
-    /// The namespace is not one the stock script accepts.
-    pub fn new(redis: ConnectionManager, namespace: &str) -> Result<Self, Error> {
+    /// The namespace is not one the stock script accepts, or the bucket
+    /// count is out of range.
+    pub fn new(redis: Redis, namespace: &str, buckets: usize) -> Result<Self, Error> {
         Ok(Self {
-            store: StockStore::new(redis, namespace)?,
+            store: ShardedStock::new(redis, namespace, buckets)?,
             protection: None,
         })
+    }
+
+    /// How many buckets each SKU's stock is split over; the deduction log
+    /// is one per bucket.
+    pub fn buckets(&self) -> usize {
+        self.store.buckets().len()
     }
 
     /// The same ledger with its deductions behind `protection`'s adaptive
@@ -114,7 +125,7 @@ impl RedisStock {
 
     /// The toolkit's store underneath (tests read it directly).
     #[cfg(test)]
-    pub fn store(&self) -> &StockStore<ConnectionManager> {
+    pub fn store(&self) -> &ShardedStock<Redis> {
         &self.store
     }
 
@@ -131,7 +142,10 @@ impl RedisStock {
         }
     }
 
-    /// Up to `count` entries of `sku`'s deduction log after entry `after`.
+    /// Up to `count` entries of the deduction log of `sku` in `bucket`
+    /// (below [`buckets`](Self::buckets)) after entry `after`. Each bucket's
+    /// log is in time order on its own; the entries of different buckets
+    /// come from different servers' clocks.
     ///
     /// # Errors
     ///
@@ -139,42 +153,51 @@ impl RedisStock {
     pub async fn log(
         &self,
         sku: u64,
+        bucket: usize,
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<LogEntry>, Error> {
-        self.store
-            .deduction_log(&sku.to_string(), after, count)
-            .await
+        match self.store.buckets().get(bucket) {
+            Some(store) => store.deduction_log(&sku.to_string(), after, count).await,
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// Every entry of `sku`'s deduction log, oldest first, read a page of
-    /// [`LOG_PAGE`] at a time. Bounded: the log holds one entry per grant
-    /// and refund that the reconciler has not yet trimmed.
+    /// Every entry of `sku`'s deduction logs, bucket by bucket, each read a
+    /// page of [`LOG_PAGE`] at a time. Bounded: the logs hold one entry per
+    /// grant and refund that the reconciler has not yet trimmed.
     ///
     /// # Errors
     ///
     /// Redis failed.
     pub async fn whole_log(&self, sku: u64) -> Result<Vec<LogEntry>, Error> {
         let mut entries: Vec<LogEntry> = Vec::new();
-        loop {
-            let after = entries.last().map(|e| e.id.clone());
-            let page = self.log(sku, after.as_deref(), LOG_PAGE).await?;
-            let last_page = page.len() < LOG_PAGE;
-            entries.extend(page);
-            if last_page {
-                return Ok(entries);
+        for bucket in 0..self.buckets() {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.log(sku, bucket, after.as_deref(), LOG_PAGE).await?;
+                let last_page = page.len() < LOG_PAGE;
+                after = page.last().map(|e| e.id.clone());
+                entries.extend(page);
+                if last_page {
+                    break;
+                }
             }
         }
+        Ok(entries)
     }
 
-    /// Drops the entries of `sku`'s deduction log whose id is below
+    /// Drops the entries of the log of `sku` in `bucket` whose id is below
     /// `before` (the reconciler trims what MySQL holds); how many went.
     ///
     /// # Errors
     ///
     /// Redis failed (also for a malformed id).
-    pub async fn trim_log(&self, sku: u64, before: &str) -> Result<u64, Error> {
-        self.store.trim_log(&sku.to_string(), before).await
+    pub async fn trim_log(&self, sku: u64, bucket: usize, before: &str) -> Result<u64, Error> {
+        match self.store.buckets().get(bucket) {
+            Some(store) => store.trim_log(&sku.to_string(), before).await,
+            None => Ok(0),
+        }
     }
 
     /// The stock of `sku` as Redis holds it (0 for no key; negative only

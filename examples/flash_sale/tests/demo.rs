@@ -5,7 +5,7 @@
 //! orders) and with retries of decided requests answered from Redis even
 //! after the SKU sold out.
 
-use super::support::{ADMIN_TOKEN, Broker, TestEnv};
+use super::support::{ADMIN_TOKEN, Broker, TestEnv, redis_cluster_url, redis_sentinel_url};
 use crate::config::LoadSettings;
 use crate::load::{self, generator::Outcome};
 
@@ -25,7 +25,10 @@ fn small_load(report: std::path::PathBuf) -> LoadSettings {
 }
 
 async fn demo_keeps_every_invariant(broker: Broker) {
-    let env = TestEnv::new(broker).await;
+    demo_keeps_every_invariant_on(TestEnv::new(broker).await).await;
+}
+
+async fn demo_keeps_every_invariant_on(env: TestEnv) {
     let running = env.start().await;
     let dir = std::env::temp_dir().join(format!("flash-sale-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,6 +89,21 @@ async fn demo_keeps_every_invariant_on_the_mock_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn demo_keeps_every_invariant_on_the_real_broker() {
     demo_keeps_every_invariant(Broker::Real).await;
+}
+
+/// The demo on the local Redis Cluster, each SKU's stock over 3 buckets
+/// (one per primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_keeps_every_invariant_on_the_redis_cluster_with_3_stock_buckets() {
+    let env = TestEnv::on_redis(Broker::Mock, &redis_cluster_url(), 3, |_| {}).await;
+    demo_keeps_every_invariant_on(env).await;
+}
+
+/// The demo on the local Sentinel group's primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_keeps_every_invariant_on_the_sentinel_group() {
+    let env = TestEnv::on_redis(Broker::Mock, &redis_sentinel_url(), 1, |_| {}).await;
+    demo_keeps_every_invariant_on(env).await;
 }
 
 #[tokio::test]

@@ -87,9 +87,7 @@ fn report(checked: u64, republished: u64) -> PassReport {
 
 /// Every entry of `sku`'s deduction log.
 async fn log(env: &TestEnv, sku: u64) -> Vec<LogEntry> {
-    env.backends
-        .stock
-        .store()
+    env.backends.stock.store().buckets()[0]
         .deduction_log(&sku.to_string(), None, 10_000)
         .await
         .unwrap()

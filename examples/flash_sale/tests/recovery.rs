@@ -131,18 +131,18 @@ async fn every_grant_is_known_after_the_log_is_trimmed() {
         orders_of(&env, sku).await == 5
     })
     .await;
-    let log = env.backends.stock.log(sku, None, 100).await.unwrap();
+    let log = env.backends.stock.log(sku, 0, None, 100).await.unwrap();
     let last = log.last().unwrap().id.clone();
-    env.backends.stock.trim_log(sku, &last).await.unwrap();
+    env.backends.stock.trim_log(sku, 0, &last).await.unwrap();
     env.backends
         .stock
-        .trim_log(sku, "18446744073709551615-0")
+        .trim_log(sku, 0, "18446744073709551615-0")
         .await
         .unwrap();
     assert!(
         env.backends
             .stock
-            .log(sku, None, 100)
+            .log(sku, 0, None, 100)
             .await
             .unwrap()
             .is_empty()

@@ -105,6 +105,20 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The local Redis Cluster `scripts/redis-topologies.sh` starts.
+pub fn redis_cluster_url() -> String {
+    std::env::var("REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003".to_owned()
+    })
+}
+
+/// The local Sentinel group `scripts/redis-topologies.sh` starts.
+pub fn redis_sentinel_url() -> String {
+    std::env::var("REDIS_SENTINEL_URL").unwrap_or_else(|_| {
+        "redis+sentinel://127.0.0.1:17111,127.0.0.1:17112,127.0.0.1:17113/seckill".to_owned()
+    })
+}
+
 /// `url` with its database name replaced by `db`.
 fn with_database(url: &str, db: &str) -> String {
     let (base, query) = url
@@ -141,6 +155,18 @@ impl TestEnv {
 
     /// A fresh environment on `broker`, with sale settings adjusted by `adjust`.
     pub async fn with_sale(broker: Broker, adjust: impl FnOnce(&mut SaleSettings)) -> Self {
+        Self::on_redis(broker, &redis_url(), 1, adjust).await
+    }
+
+    /// A fresh environment on `broker` and the Redis `redis_url` names (a
+    /// single server, a Cluster or a Sentinel group), each SKU's stock over
+    /// `stock_buckets` buckets.
+    pub async fn on_redis(
+        broker: Broker,
+        redis_url: &str,
+        stock_buckets: u16,
+        adjust: impl FnOnce(&mut SaleSettings),
+    ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let id = &id[..12];
         let database = format!("flash_sale_test_{id}");
@@ -155,7 +181,7 @@ impl TestEnv {
             .await
             .unwrap();
         let services = Services {
-            redis_url: redis_url(),
+            redis_url: redis_url.to_owned(),
             database_url: with_database(&admin_url, &database),
             kafka_brokers: match broker {
                 Broker::Mock => None,
@@ -168,6 +194,8 @@ impl TestEnv {
             partitions: 3,
             group: format!("group-{id}"),
             namespace: format!("test-{id}"),
+            stock_buckets,
+            sku_cache_replicas: stock_buckets,
         };
         let mut sale = SaleSettings::defaults().unwrap();
         sale.ip_rate = 1_000_000;
@@ -213,14 +241,16 @@ impl TestEnv {
     /// Redis failed.
     pub async fn delete_redis_keys(&self) -> Result<(), redis::RedisError> {
         let mut redis = self.backends.redis.clone();
-        for pattern in ["seckill:{%}:*", "flash-sale:{%}:*"] {
+        // The stock's buckets are namespaces `<namespace>~k`. KEYS reaches
+        // every primary of a cluster; keys of several slots go one DEL each.
+        for pattern in ["seckill:{%}:*", "seckill:{%~*}:*", "flash-sale:{%}:*"] {
             let pattern = pattern.replace('%', &self.services.namespace);
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(&pattern)
                 .query_async(&mut redis)
                 .await?;
-            if !keys.is_empty() {
-                let () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
+            for key in keys {
+                let () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await?;
             }
         }
         Ok(())
