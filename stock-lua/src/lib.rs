@@ -107,11 +107,11 @@ pub use error::{Error, InvalidInput};
 pub use log::{LogEntry, LogKind};
 pub use outcome::{Decision, Outcome, Refund, RequestRecord};
 pub use scripts::ScriptMode;
-pub use sharded::{MAX_BUCKETS, ShardedStock};
 /// The Redis layer this crate runs on: its [`Connection`] trait is the
 /// bound of [`StockStore`], its `Error` the source of [`Error::Redis`].
 pub use seckill_redis;
 pub use seckill_redis::Connection;
+pub use sharded::{MAX_BUCKETS, ShardedStock};
 pub use store::{
     DEFAULT_DEDUP_TTL, MAX_DEDUP_TTL, MAX_LOG_PAGE, MAX_RESTORE_CHUNK, RestoredGrant, StockStore,
 };

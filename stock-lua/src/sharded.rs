@@ -11,6 +11,7 @@ use crate::error::{Error, InvalidInput};
 use crate::outcome::{Decision, Outcome, Refund, RequestRecord};
 use crate::scripts::ScriptMode;
 use crate::slot::{bucket_namespace, fnv1a};
+use crate::store::RestoredGrant;
 use crate::store::StockStore;
 
 /// The most buckets one [`ShardedStock`] splits a namespace into.
@@ -217,7 +218,12 @@ impl<C: Connection> ShardedStock<C> {
     /// may have been added: read [`stock`](Self::stock) before retrying.
     pub async fn add_stock(&self, sku: &str, units: u64) -> Result<u64, Error> {
         check_id("SKU", sku)?;
-        check_amount(|| format!("units added to SKU {sku:?}"), units, 1, MAX_STOCK)?;
+        check_amount(
+            || format!("units added to SKU {sku:?}"),
+            units,
+            1,
+            MAX_STOCK,
+        )?;
         let now: Vec<u64> = try_join_all(self.buckets.iter().map(|b| b.stock(sku)))
             .await?
             .into_iter()
@@ -253,6 +259,50 @@ impl<C: Connection> ShardedStock<C> {
     pub async fn stock(&self, sku: &str) -> Result<i64, Error> {
         let each = try_join_all(self.buckets.iter().map(|b| b.stock(sku))).await?;
         Ok(each.into_iter().sum())
+    }
+
+    /// Whether every bucket has a stock key for `sku` (a bucket without one
+    /// lost its data: it answers [`Error::UnknownSku`] and sells nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`StockStore::is_stocked`].
+    pub async fn is_stocked(&self, sku: &str) -> Result<bool, Error> {
+        let each = try_join_all(self.buckets.iter().map(|b| b.is_stocked(sku))).await?;
+        Ok(each.into_iter().all(|stocked| stocked))
+    }
+
+    /// Writes back grants of `sku` that Redis lost (see
+    /// [`StockStore::restore_grants`]): each into its request's home bucket,
+    /// where a replay looks first, and each unrefunded grant's units into
+    /// its buyer's quota (idempotent by request id). Set the stock after.
+    ///
+    /// # Errors
+    ///
+    /// As [`StockStore::restore_grants`]; a retry is safe.
+    pub async fn restore_grants(&self, sku: &str, grants: &[RestoredGrant]) -> Result<u64, Error> {
+        let mut by_bucket: Vec<Vec<RestoredGrant>> = vec![Vec::new(); self.buckets.len()];
+        for grant in grants {
+            by_bucket[self.home_bucket(&grant.request_id)].push(grant.clone());
+        }
+        let mut written = 0;
+        for (bucket, grants) in self.buckets.iter().zip(&by_bucket) {
+            if !grants.is_empty() {
+                written += bucket.restore_grants(sku, grants).await?;
+            }
+        }
+        for grant in grants.iter().filter(|g| !g.refunded) {
+            let held = Deduction {
+                request_id: grant.request_id.clone(),
+                user_id: grant.user_id.clone(),
+                items: vec![(sku.to_owned(), grant.quantity)],
+                per_user_limit: None,
+            };
+            self.quota(&grant.user_id)
+                .reserve_quota(&held, MAX_STOCK)
+                .await?;
+        }
+        Ok(written)
     }
 
     /// Whether every bucket is sold out of `sku`.
@@ -359,9 +409,8 @@ impl<C: Connection> ShardedStock<C> {
         let mut result = Refund::NotFound;
         for answer in answers {
             result = match (result, answer) {
-                (refunded @ Refund::Refunded { .. }, _) | (_, refunded @ Refund::Refunded { .. }) => {
-                    refunded
-                }
+                (refunded @ Refund::Refunded { .. }, _)
+                | (_, refunded @ Refund::Refunded { .. }) => refunded,
                 (Refund::AlreadyRefunded, _) | (_, Refund::AlreadyRefunded) => {
                     Refund::AlreadyRefunded
                 }
@@ -424,7 +473,11 @@ fn water_fill(now: &[u64], mut units: u64) -> Vec<u64> {
         let mut order: Vec<usize> = (0..now.len()).collect();
         order.sort_by_key(|&i| level(i));
         let low = level(order[0]);
-        let lowest: Vec<usize> = order.iter().copied().take_while(|&i| level(i) == low).collect();
+        let lowest: Vec<usize> = order
+            .iter()
+            .copied()
+            .take_while(|&i| level(i) == low)
+            .collect();
         // Raise the lowest group to the next level, or spread what is left.
         let next = order.iter().map(|&i| level(i)).find(|&l| l > low);
         let room = next.map_or(u64::MAX, |next| (next - low) * lowest.len() as u64);

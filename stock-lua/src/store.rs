@@ -652,7 +652,11 @@ impl<C: Connection> StockStore<C> {
         args.push(items.len().to_string());
         args.extend(items.iter().map(|(sku, _)| sku.clone()));
         args.extend(items.iter().map(|(_, qty)| qty.to_string()));
-        match self.run(Lua::QuotaRelease, &keys, &args).await?.into_int()? {
+        match self
+            .run(Lua::QuotaRelease, &keys, &args)
+            .await?
+            .into_int()?
+        {
             1 => Ok(true),
             0 => Ok(false),
             other => Err(Error::UnexpectedReply(format!(

@@ -33,9 +33,29 @@ impl suite::Client for fred::clients::Client {
 
 const BUCKETS: usize = 3;
 
+/// A deduction as a client makes it: a call that failed with a retryable
+/// error (a timeout on a busy two-core machine) is sent again with the same
+/// request id, which replays whatever the first attempt decided.
+async fn deduct<C: seckill_redis::Connection>(
+    stock: &ShardedStock<C>,
+    d: &seckill_stock_lua::Deduction,
+) -> seckill_stock_lua::Decision {
+    for _ in 0..20 {
+        match stock.deduct(d).await {
+            Ok(decision) => return decision,
+            Err(Error::Redis { source }) if source.is_retryable() => continue,
+            Err(e) => panic!("{}: {e}", d.request_id),
+        }
+    }
+    panic!("{}: 20 attempts failed", d.request_id)
+}
+
 async fn sharded<C: suite::Client>(topo: Topo) -> (ShardedStock<C>, String) {
     let ns = namespace();
-    (ShardedStock::new(C::connect(topo).await, &ns, BUCKETS).unwrap(), ns)
+    (
+        ShardedStock::new(C::connect(topo).await, &ns, BUCKETS).unwrap(),
+        ns,
+    )
 }
 
 async fn cleanup<C: seckill_redis::Connection>(topo: Topo, stock: &ShardedStock<C>) {
@@ -64,7 +84,9 @@ async fn buckets_on_distinct_primaries<C: seckill_redis::Connection>(
     };
     let owner = |slot: i64| -> String {
         for range in &ranges {
-            let redis::Value::Array(parts) = range else { continue };
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
             let (redis::Value::Int(low), redis::Value::Int(high), redis::Value::Array(node)) =
                 (&parts[0], &parts[1], &parts[2])
             else {
@@ -101,7 +123,7 @@ async fn hot_sku_sells_exactly<C: suite::Client>(topo: Topo) {
         let stock = stock.clone();
         tokio::spawn(async move {
             let d = order(&format!("r{i}"), &format!("u{i}"), &[("hot", 1)], Some(1));
-            (i, stock.deduct(&d).await.unwrap())
+            (i, deduct(&stock, &d).await)
         })
     });
     let mut granted = HashSet::new();
@@ -141,11 +163,20 @@ async fn hot_sku_sells_exactly<C: suite::Client>(topo: Topo) {
     let late = (0..200).map(|i| {
         let stock = stock.clone();
         tokio::spawn(async move {
-            let d = order(&format!("late{i}"), &format!("late{i}"), &[("hot", 1)], Some(1));
-            stock.deduct(&d).await.unwrap().outcome.is_deducted()
+            let d = order(
+                &format!("late{i}"),
+                &format!("late{i}"),
+                &[("hot", 1)],
+                Some(1),
+            );
+            deduct(&stock, &d).await.outcome.is_deducted()
         })
     });
-    let sold_again = join_all(late).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    let sold_again = join_all(late)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
     assert_eq!(sold_again, 50);
     assert_eq!(stock.stock("hot").await.unwrap(), 0);
     cleanup(topo, &stock).await;
@@ -195,7 +226,7 @@ async fn per_user_limit_across_buckets<C: suite::Client>(topo: Topo) {
         let stock = stock.clone();
         tokio::spawn(async move {
             let d = order(&format!("p{i}"), "greedy", &[("a", 1)], Some(2));
-            (i, stock.deduct(&d).await.unwrap().outcome)
+            (i, deduct(&stock, &d).await.outcome)
         })
     });
     let mut granted = Vec::new();
@@ -213,7 +244,10 @@ async fn per_user_limit_across_buckets<C: suite::Client>(topo: Topo) {
     assert_eq!(stock.stock("a").await.unwrap(), 298);
     // A refund gives the slot back, once.
     let id = format!("p{}", granted[0]);
-    assert!(matches!(stock.refund(&id).await.unwrap(), Refund::Refunded { .. }));
+    assert!(matches!(
+        stock.refund(&id).await.unwrap(),
+        Refund::Refunded { .. }
+    ));
     assert_eq!(stock.refund(&id).await.unwrap(), Refund::AlreadyRefunded);
     assert_eq!(stock.reserved("a", "greedy").await.unwrap(), 1);
     let next = order("p-next", "greedy", &[("a", 1)], Some(2));
@@ -257,6 +291,59 @@ async fn refund_first_and_restock<C: suite::Client>(topo: Topo) {
         levels.push(bucket.stock("a").await.unwrap());
     }
     assert_eq!(levels, vec![7, 7, 10]);
+    cleanup(topo, &stock).await;
+}
+
+/// Redis lost everything: the grants written back land where replays
+/// look, and the per-user limit still counts them.
+async fn restore_after_loss<C: suite::Client>(topo: Topo) {
+    let (stock, _) = sharded::<C>(topo).await;
+    stock.set_stock("a", 12).await.unwrap();
+    let mut grants = Vec::new();
+    for i in 0..6 {
+        let d = order(
+            &format!("g{i}"),
+            &format!("u{}", i % 3),
+            &[("a", 1)],
+            Some(2),
+        );
+        assert!(deduct(&stock, &d).await.outcome.is_deducted());
+        grants.push(seckill_stock_lua::RestoredGrant {
+            request_id: format!("g{i}"),
+            user_id: format!("u{}", i % 3),
+            quantity: 1,
+            refunded: i == 5,
+        });
+    }
+    cleanup(topo, &stock).await;
+    assert!(!stock.is_stocked("a").await.unwrap());
+    assert_eq!(stock.restore_grants("a", &grants).await.unwrap(), 6);
+    // Twice is harmless.
+    stock.restore_grants("a", &grants).await.unwrap();
+    stock.set_stock("a", 7).await.unwrap();
+    assert!(stock.is_stocked("a").await.unwrap());
+    for i in 0..5 {
+        let d = order(
+            &format!("g{i}"),
+            &format!("u{}", i % 3),
+            &[("a", 1)],
+            Some(2),
+        );
+        let again = stock.deduct(&d).await.unwrap();
+        assert!(
+            again.replayed && again.outcome.is_deducted(),
+            "g{i}: {again:?}"
+        );
+    }
+    // u0 and u1 hold 2 each (g5, u2's second, was refunded): over the limit.
+    let over = order("over", "u0", &[("a", 1)], Some(2));
+    assert!(matches!(
+        stock.deduct(&over).await.unwrap().outcome,
+        Outcome::LimitExceeded { .. }
+    ));
+    let fine = order("fine", "u2", &[("a", 1)], Some(2));
+    assert!(stock.deduct(&fine).await.unwrap().outcome.is_deducted());
+    assert_eq!(stock.stock("a").await.unwrap(), 6);
     cleanup(topo, &stock).await;
 }
 
@@ -317,4 +404,5 @@ on_every_topology!(
     replay_after_landing_elsewhere,
     per_user_limit_across_buckets,
     refund_first_and_restock,
+    restore_after_loss,
 );
