@@ -35,7 +35,9 @@ pub enum Error {
     },
     /// The server is switching roles or not ready: `READONLY` (a write
     /// reached a replica after a failover), `LOADING`, `MASTERDOWN`,
-    /// `TRYAGAIN`, `CLUSTERDOWN`, `BUSY`. Nothing ran; retry shortly.
+    /// `TRYAGAIN`, `CLUSTERDOWN`, `BUSY`, `NOREPLICAS` (a write refused by
+    /// `min-replicas-to-write`, also from inside a script, before its first
+    /// write). Nothing ran; retry shortly.
     #[error("Redis cannot serve the call right now ({message}); nothing ran: retry shortly")]
     Unavailable {
         /// The server's error text.
@@ -115,9 +117,8 @@ impl Error {
             "WRONGTYPE" => Error::WrongType { message },
             "CROSSSLOT" => Error::CrossSlot { message },
             "MOVED" | "ASK" => Error::Redirect { message },
-            "READONLY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" => {
-                Error::Unavailable { message }
-            }
+            "READONLY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY"
+            | "NOREPLICAS" => Error::Unavailable { message },
             _ if message.contains("Function not found") => Error::NoFunction { message },
             _ if message.contains("user_script:")
                 || message.contains("user_function:")
@@ -160,13 +161,15 @@ impl Error {
     }
 
     /// Whether this is [`Error::Connection`] or [`Error::Timeout`] or
-    /// `READONLY`/`MASTERDOWN`: the connection should be re-established,
-    /// possibly to a new primary.
+    /// `READONLY`/`MASTERDOWN`/`NOREPLICAS`: the connection should be
+    /// re-established, possibly to a new primary.
     pub fn needs_new_connection(&self) -> bool {
         match self {
             Error::Connection { .. } | Error::Timeout { .. } => true,
             Error::Unavailable { message } => {
-                message.starts_with("READONLY") || message.starts_with("MASTERDOWN")
+                message.starts_with("READONLY")
+                    || message.starts_with("MASTERDOWN")
+                    || message.starts_with("NOREPLICAS")
             }
             _ => false,
         }

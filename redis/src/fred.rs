@@ -87,6 +87,15 @@ fn error(e: fred::error::Error) -> Error {
         }
         K::Config | K::Url => Error::Config(e.details().to_owned()),
         K::Parse | K::Protocol => Error::UnexpectedReply(e.details().to_owned()),
+        // fred gave up re-sending while a cluster re-routed: nothing known ran.
+        _ if e.details().contains("Too many failed write attempts")
+            || e.details().contains("Max attempts exceeded") =>
+        {
+            Error::connection(e)
+        }
+        _ if e.details().contains("Max redirections") => Error::Redirect {
+            message: e.details().to_owned(),
+        },
         // fred refuses keys of several slots itself, before sending.
         _ if e.details().contains("same cluster node") => Error::CrossSlot {
             message: e.details().to_owned(),
@@ -191,4 +200,44 @@ fn host_ports(nodes: &[String]) -> Result<Vec<(String, u16)>, Error> {
                 .ok_or_else(|| Error::Config(format!("{node:?} is not host:port")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::error::{Error as FredError, ErrorKind};
+
+    #[test]
+    fn fred_errors_are_classified() {
+        let cases = [
+            (ErrorKind::IO, "Connection closed.", "Connection"),
+            (ErrorKind::Timeout, "Request timed out.", "Connection"),
+            (
+                ErrorKind::Unknown,
+                "Too many failed write attempts.",
+                "Connection",
+            ),
+            (
+                ErrorKind::Unknown,
+                "NOSCRIPT No matching script.",
+                "NoScript",
+            ),
+            (
+                ErrorKind::InvalidArgument,
+                "All keys must belong to the same cluster node.",
+                "CrossSlot",
+            ),
+            (
+                ErrorKind::Unknown,
+                "NOREPLICAS Not enough good replicas to write.",
+                "Unavailable",
+            ),
+            (ErrorKind::Cluster, "MOVED 3999 127.0.0.1:6381", "Redirect"),
+            (ErrorKind::Url, "bad url", "Config"),
+        ];
+        for (kind, details, want) in cases {
+            let got = error(FredError::new(kind, details));
+            assert!(format!("{got:?}").starts_with(want), "{details} -> {got:?}");
+        }
+    }
 }

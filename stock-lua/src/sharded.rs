@@ -39,6 +39,10 @@ pub const MAX_BUCKETS: usize = 64;
 ///    answer is [`Outcome::SoldOut`] when every bucket said sold out, else
 ///    [`Outcome::Insufficient`] with the most any bucket had.
 ///
+/// With one bucket every call goes straight to that bucket's
+/// [`StockStore`]: one round trip per deduction, the per-user limit checked
+/// inside it, exactly as a plain store of the namespace.
+///
 /// # What stays exact, and how
 ///
 /// - **Never more sold than stocked**: each bucket's script never takes
@@ -281,6 +285,9 @@ impl<C: Connection> ShardedStock<C> {
     ///
     /// As [`StockStore::restore_grants`]; a retry is safe.
     pub async fn restore_grants(&self, sku: &str, grants: &[RestoredGrant]) -> Result<u64, Error> {
+        if let [only] = self.buckets.as_slice() {
+            return only.restore_grants(sku, grants).await;
+        }
         let mut by_bucket: Vec<Vec<RestoredGrant>> = vec![Vec::new(); self.buckets.len()];
         for grant in grants {
             by_bucket[self.home_bucket(&grant.request_id)].push(grant.clone());
@@ -326,12 +333,17 @@ impl<C: Connection> ShardedStock<C> {
         Ok(each.into_iter().sum())
     }
 
-    /// Units of `sku` reserved against `user_id`'s per-user limit.
+    /// Units of `sku` reserved against `user_id`'s per-user limit (with one
+    /// bucket, the units the buyer holds: the limit is checked in the
+    /// deduction itself).
     ///
     /// # Errors
     ///
     /// Bad SKU or user id; [`Error::Redis`].
     pub async fn reserved(&self, sku: &str, user_id: &str) -> Result<u64, Error> {
+        if let [only] = self.buckets.as_slice() {
+            return only.bought(sku, user_id).await;
+        }
         check_id("SKU", sku)?;
         check_id("user id", user_id)?;
         self.quota(user_id).reserved(sku, user_id).await
@@ -349,6 +361,11 @@ impl<C: Connection> ShardedStock<C> {
     /// Dropped, some steps ran; a retry with the same request id completes
     /// the walk exactly as if it had not been interrupted.
     pub async fn deduct(&self, deduction: &Deduction) -> Result<Decision, Error> {
+        if let [only] = self.buckets.as_slice() {
+            // One bucket: the deduct script checks the per-user limit
+            // itself, in the same round trip.
+            return only.deduct(deduction).await;
+        }
         deduction.validate()?;
         let limit = deduction.per_user_limit.filter(|limit| *limit > 0);
         let mut replayed = true;
@@ -404,6 +421,9 @@ impl<C: Connection> ShardedStock<C> {
     ///
     /// As [`StockStore::refund`]; retrying is safe.
     pub async fn refund(&self, request_id: &str) -> Result<Refund, Error> {
+        if let [only] = self.buckets.as_slice() {
+            return only.refund(request_id).await;
+        }
         check_id("request id", request_id)?;
         let answers = try_join_all(self.buckets.iter().map(|b| b.refund(request_id))).await?;
         let mut result = Refund::NotFound;

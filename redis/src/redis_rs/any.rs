@@ -5,7 +5,6 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::SentinelNodeConnectionInfo;
 use redis::{IntoConnectionInfo, RedisConnectionInfo};
 
 use super::SentinelConnection;
@@ -99,7 +98,7 @@ pub async fn connect(url: &str) -> Result<AnyConnection, Error> {
                         .into_connection_info()
                         .map_err(|e| Error::Config(format!("Redis URL {url:?}: {e}")))?;
                     let redis: RedisConnectionInfo = info.redis_settings().clone();
-                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(redis))
+                    Some(redis)
                 }
                 None => None,
             };

@@ -44,10 +44,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(kind: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "seckill-{kind}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("seckill-{kind}-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(&path).unwrap();
         Self(path)
     }
@@ -560,16 +558,29 @@ impl PrivateSentinel {
     /// waits until each knows the primary, its replica and the 2 other
     /// Sentinels.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with `extra` arguments for both data nodes
+    /// (e.g. `--min-replicas-to-write 1`).
+    pub async fn start_with(extra: &[String]) -> Self {
         let dir = TempDir::new("sentinel");
         let mut ports = Ports::default();
         let primary = start_server(&dir.0, "primary", &mut ports, false, |d, p, _| {
-            data_node_args(d, p)
+            let mut args = data_node_args(d, p);
+            args.extend(extra.iter().cloned());
+            args
         })
         .await;
         let primary_port = primary.port.to_string();
         let replica = start_server(&dir.0, "replica", &mut ports, false, |d, p, _| {
             let mut args = data_node_args(d, p);
-            args.extend(["--replicaof".into(), "127.0.0.1".into(), primary_port.clone()]);
+            args.extend(extra.iter().cloned());
+            args.extend([
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.clone(),
+            ]);
             args
         })
         .await;
