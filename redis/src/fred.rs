@@ -1,4 +1,4 @@
-//! The fred adapter (feature `fred`): [`Connection`](crate::Connection) for
+//! The fred adapter (feature `fred`): [`Connection`] for
 //! `fred::clients::Client` and `fred::clients::Pool` (single node,
 //! clustered and sentinel configs alike: fred routes and fails over by
 //! itself), and [`connect`], which builds a client from a URL.

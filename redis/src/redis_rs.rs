@@ -1,4 +1,4 @@
-//! The redis-rs adapter (feature `redis`): [`Connection`](crate::Connection)
+//! The redis-rs adapter (feature `redis`): [`Connection`]
 //! for `MultiplexedConnection`, `ConnectionManager` and
 //! `cluster_async::ClusterConnection`, plus [`SentinelConnection`] (a
 //! primary followed across failovers) and [`AnyConnection`] with
