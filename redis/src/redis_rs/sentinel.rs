@@ -141,6 +141,16 @@ impl SentinelConnection {
         self.inner.generation.load(Ordering::Relaxed)
     }
 
+    /// The primary's connection of the moment, and the generation to pass
+    /// to [`reconnect`](Self::reconnect) if a call on it fails.
+    fn current(&self) -> (u64, MultiplexedConnection) {
+        let seen = self.inner.generation.load(Ordering::Acquire);
+        (
+            seen,
+            MultiplexedConnection::clone(&self.inner.current.load()),
+        )
+    }
+
     /// Re-resolves the primary unless another caller did since `seen`.
     async fn reconnect(&self, seen: u64) {
         let mut client = self.inner.client.lock().await;
@@ -208,8 +218,7 @@ async fn watch(inner: Weak<Inner>, sentinels: Vec<String>) {
 
 impl Connection for SentinelConnection {
     async fn send(&self, call: Call<'_>) -> Result<Value, Error> {
-        let seen = self.inner.generation.load(Ordering::Acquire);
-        let conn = MultiplexedConnection::clone(&self.inner.current.load());
+        let (seen, conn) = self.current();
         let result = convert::send(conn, convert::command(call)).await;
         if let Err(e) = &result
             && e.needs_new_connection()
@@ -228,8 +237,7 @@ impl redis::aio::ConnectionLike for SentinelConnection {
         cmd: &'a redis::Cmd,
     ) -> redis::RedisFuture<'a, redis::Value> {
         Box::pin(async move {
-            let seen = self.inner.generation.load(Ordering::Acquire);
-            let mut conn = MultiplexedConnection::clone(&self.inner.current.load());
+            let (seen, mut conn) = self.current();
             let result = conn.req_packed_command(cmd).await;
             if let Err(e) = &result
                 && convert::error(e.clone()).needs_new_connection()
@@ -247,8 +255,7 @@ impl redis::aio::ConnectionLike for SentinelConnection {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         Box::pin(async move {
-            let seen = self.inner.generation.load(Ordering::Acquire);
-            let mut conn = MultiplexedConnection::clone(&self.inner.current.load());
+            let (seen, mut conn) = self.current();
             let result = conn.req_packed_commands(pipeline, offset, count).await;
             if let Err(e) = &result
                 && convert::error(e.clone()).needs_new_connection()

@@ -588,23 +588,8 @@ pub async fn script_cache_survives_flush<C: Client>(topo: Topo) {
             .outcome
             .is_deducted()
     );
-    let libraries: redis::Value = redis::cmd("FUNCTION")
-        .arg("LIST")
-        .arg("LIBRARYNAME")
-        .arg("seckill_stock_*")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let mut names = Vec::new();
-    library_names(&libraries, &mut names);
     // Another test may have deleted it already; either way it is gone now.
-    for name in names {
-        let _: Result<(), _> = redis::cmd("FUNCTION")
-            .arg("DELETE")
-            .arg(&name)
-            .query_async(&mut admin)
-            .await;
-    }
+    delete_libraries(topo).await;
     assert!(
         functions
             .deduct(&order("f2", "u", &[("a", 1)], None))
